@@ -1,0 +1,240 @@
+"""Admission: the plugins kube-apiserver runs between authorization and storage.
+
+Each plugin is an object with optional `admit` (mutating) and `validate`
+methods taking `Attributes`. The chain runs every `admit` in order, then (after
+the object's own validation) every `validate`. Plugins read cluster state
+from the watch cache, never from the store directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from k8py.api import errors
+from k8py.api.registry import ResourceInfo
+from k8py.apiserver.watchcache import WatchCache
+
+Obj = dict[str, Any]
+
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+@dataclass
+class UserInfo:
+    name: str
+    groups: list[str] = field(default_factory=list)
+    uid: str = ""
+
+
+@dataclass
+class Attributes:
+    operation: str  # CREATE, UPDATE, DELETE, CONNECT
+    info: ResourceInfo
+    namespace: str
+    name: str
+    obj: Obj | None
+    old: Obj | None
+    subresource: str
+    user: UserInfo
+    dry_run: bool
+
+
+class Plugin(Protocol):
+    name: str
+
+
+class Chain:
+    def __init__(self, plugins: list[Any]) -> None:
+        self.plugins = plugins
+
+    def admit(self, attrs: Attributes) -> None:
+        for p in self.plugins:
+            if hasattr(p, "admit"):
+                p.admit(attrs)
+
+    def validate(self, attrs: Attributes) -> None:
+        for p in self.plugins:
+            if hasattr(p, "validate"):
+                p.validate(attrs)
+
+
+class NamespaceLifecycle:
+    """No content in namespaces that are missing or terminating; the system namespaces are immortal."""
+
+    name = "NamespaceLifecycle"
+
+    def __init__(self, cache: WatchCache, namespaces: ResourceInfo) -> None:
+        self._cache = cache
+        self._ns = namespaces
+
+    def validate(self, attrs: Attributes) -> None:
+        info = attrs.info
+        if info.resource == "namespaces" and info.group == "" and attrs.operation == "DELETE":
+            if attrs.name in IMMORTAL_NAMESPACES:
+                raise errors.forbidden(
+                    f'namespaces "{attrs.name}" is forbidden: this namespace may not be deleted'
+                )
+            return
+        if not info.namespaced or attrs.operation != "CREATE":
+            return
+        ns = self._cache.get(self._ns.key("", attrs.namespace))
+        if ns is None:
+            raise errors.not_found("", "namespaces", attrs.namespace)
+        if (ns.get("status") or {}).get("phase") == "Terminating" or ns["metadata"].get("deletionTimestamp"):
+            if info.resource == "events" and not info.group:
+                return
+            raise errors.StatusError(
+                403,
+                "Forbidden",
+                f'{info.resource}{"." + info.group if info.group else ""} "{attrs.name}" is forbidden: '
+                f"unable to create new content in namespace {attrs.namespace} because it is being terminated",
+                details={
+                    "name": attrs.name,
+                    **({"group": info.group} if info.group else {}),
+                    "kind": info.resource,
+                    "causes": [
+                        {
+                            "reason": "NamespaceTerminating",
+                            "message": f"namespace {attrs.namespace} is being terminated",
+                            "field": "metadata.namespace",
+                        }
+                    ],
+                },
+            )
+
+
+class Priority:
+    """Resolve a pod's priorityClassName to spec.priority (0 with no class, as with no global default)."""
+
+    name = "Priority"
+
+    def __init__(self, cache: WatchCache, priority_classes: ResourceInfo) -> None:
+        self._cache = cache
+        self._pc = priority_classes
+
+    def admit(self, attrs: Attributes) -> None:
+        if attrs.info.kind != "Pod" or attrs.info.group or attrs.operation != "CREATE" or attrs.subresource:
+            return
+        spec = (attrs.obj or {}).setdefault("spec", {})
+        name = spec.get("priorityClassName")
+        if not name:
+            spec.setdefault("priority", 0)
+            return
+        pc = self._cache.get(self._pc.key("", name))
+        if pc is None:
+            raise errors.forbidden(f"pods \"{attrs.name}\" is forbidden: no PriorityClass with name {name} was found")
+        spec["priority"] = pc.get("value", 0)
+        if "preemptionPolicy" in pc:
+            spec["preemptionPolicy"] = pc["preemptionPolicy"]
+
+
+class DefaultTolerationSeconds:
+    """not-ready and unreachable tolerations of 300 s on every pod."""
+
+    name = "DefaultTolerationSeconds"
+
+    def admit(self, attrs: Attributes) -> None:
+        if attrs.info.kind != "Pod" or attrs.info.group or attrs.operation != "CREATE" or attrs.subresource:
+            return
+        spec = (attrs.obj or {}).setdefault("spec", {})
+        tolerations = spec.setdefault("tolerations", [])
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if any(t.get("key") == key or (t.get("operator") == "Exists" and not t.get("key")) for t in tolerations):
+                continue
+            tolerations.append(
+                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            )
+
+
+class ServiceAllocator:
+    """Cluster IPs and node ports for Services (kube-apiserver does this in the service REST storage)."""
+
+    name = "ServiceAllocator"
+    NODE_PORTS = range(30000, 32768)
+
+    def __init__(self, cache: WatchCache, services: ResourceInfo, service_cidr: str) -> None:
+        self._cache = cache
+        self._svc = services
+        self.network = ipaddress.ip_network(service_cidr)
+        self._reserved_ips: set[str] = set()
+        self._reserved_ports: set[int] = set()
+
+    def _used(self) -> tuple[set[str], set[int]]:
+        ips: set[str] = set(self._reserved_ips)
+        ports: set[int] = set(self._reserved_ports)
+        for svc in self._cache.list(self._svc.prefix()):
+            spec = svc.get("spec") or {}
+            ips.update(spec.get("clusterIPs") or [spec.get("clusterIP") or ""])
+            ports.update(p.get("nodePort", 0) for p in spec.get("ports") or [])
+        return ips, ports
+
+    def allocate_ip(self, used: set[str]) -> str:
+        hosts = self.network.num_addresses - 2
+        # Random first, like kube's allocator; then scan when the range is crowded.
+        for _ in range(32):
+            ip = str(self.network.network_address + random.randint(1, hosts))
+            if ip not in used:
+                return ip
+        for offset in range(1, hosts + 1):
+            ip = str(self.network.network_address + offset)
+            if ip not in used:
+                return ip
+        raise errors.internal("failed to allocate a serviceIP: range is full")
+
+    def admit(self, attrs: Attributes) -> None:
+        if attrs.info.kind != "Service" or attrs.info.group or attrs.subresource:
+            return
+        if attrs.operation not in ("CREATE", "UPDATE") or attrs.obj is None:
+            return
+        spec = attrs.obj.setdefault("spec", {})
+        old_spec = (attrs.old or {}).get("spec") or {}
+        used_ips, used_ports = self._used()
+        svc_type = spec.get("type", "ClusterIP")
+        if svc_type == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        elif attrs.operation == "UPDATE" and old_spec.get("clusterIP") and "clusterIP" not in spec:
+            spec["clusterIP"] = old_spec["clusterIP"]
+            spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
+        elif spec.get("clusterIP") == "None":
+            spec["clusterIPs"] = ["None"]
+        elif not spec.get("clusterIP") and not (attrs.old and old_spec.get("clusterIP")):
+            ip = self.allocate_ip(used_ips)
+            spec["clusterIP"] = ip
+            spec["clusterIPs"] = [ip]
+        elif attrs.operation == "CREATE":
+            ip = spec["clusterIP"]
+            if ip in used_ips:
+                raise errors.invalid(
+                    "",
+                    "Service",
+                    attrs.name,
+                    [errors.cause("spec.clusterIPs", f'Invalid value: []string{{"{ip}"}}: failed to allocate IP {ip}: provided IP is already allocated')],
+                )
+            spec.setdefault("clusterIPs", [ip])
+        if svc_type in ("NodePort", "LoadBalancer"):
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in old_spec.get("ports") or []}
+            for p in spec.get("ports") or []:
+                if not p.get("nodePort"):
+                    kept = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                    p["nodePort"] = kept or self._free_port(used_ports)
+                    used_ports.add(p["nodePort"])
+        else:
+            for p in spec.get("ports") or []:
+                p.pop("nodePort", None)
+        if "clusterIP" in spec and not attrs.dry_run:
+            self._reserved_ips.add(spec["clusterIP"])
+
+    def _free_port(self, used: set[int]) -> int:
+        free = [p for p in self.NODE_PORTS if p not in used]
+        if not free:
+            raise errors.internal("failed to allocate a nodePort: range is full")
+        return random.choice(free)
+
+    def release(self, obj: Obj) -> None:
+        """Forget reservations of a stored or abandoned Service (the cache now holds the truth)."""
+        spec = obj.get("spec") or {}
+        self._reserved_ips.discard(spec.get("clusterIP") or "")

@@ -1,0 +1,540 @@
+"""The generic registry store: create/get/list/update/patch/delete for every kind.
+
+kube-apiserver's `registry/generic/registry/store.go`: one implementation of
+the REST verbs over the Store, with per-kind policy from `k8py.api.strategy`,
+defaulting and validation from `k8py.api.defaults` / `k8py.api.validation`,
+and the admission chain in between. Reads come from the watch cache after it
+caught up with the store (consistent reads); writes are conditional on the
+revision they read (optimistic concurrency) and retried where kube retries
+(unconditional updates, patches).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from k8py.api import errors, meta
+from k8py.api.conversion import from_storage, to_storage
+from k8py.api.defaults import apply_defaults
+from k8py.api.registry import ResourceInfo
+from k8py.api.selectors import FieldSelector, LabelSelector
+from k8py.api.strategy import Strategy, strategy_for
+from k8py.api.validation import validate
+from k8py.apiserver.admission import Attributes, Chain, UserInfo
+from k8py.apiserver.watchcache import WatchCache, decode
+from k8py.storage.interface import (
+    CompactedError,
+    ConflictError,
+    FutureRevisionError,
+    KeyExistsError,
+    KeyNotFoundError,
+    Store,
+)
+
+Obj = dict[str, Any]
+MAX_CONFLICT_RETRIES = 5
+# Server-managed metadata a client cannot set or change.
+_SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink")
+
+
+@dataclass
+class Context:
+    """What one request carries into the store: who asks and how."""
+
+    user: UserInfo
+    dry_run: bool = False
+    field_manager: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ListOptions:
+    label_selector: str = ""
+    field_selector: str = ""
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""
+
+
+def _encode(obj: Obj) -> bytes:
+    """Stored form: the object without its resourceVersion (the store's revision is the truth)."""
+    md = obj.get("metadata") or {}
+    if "resourceVersion" in md:
+        obj = {**obj, "metadata": {k: v for k, v in md.items() if k != "resourceVersion"}}
+    return orjson.dumps(obj)
+
+
+def _spec_of(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def encode_continue(revision: int, start: str) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("rv"), int):
+            raise ValueError
+        start = str(data.get("start", ""))
+        if ".." in start.split("/") or start.startswith("/"):
+            raise ValueError
+        return data["rv"], start
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+
+
+def parse_resource_version(rv: str) -> int:
+    try:
+        value = int(rv)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise errors.bad_request(f'Invalid value: "{rv}": resourceVersion: must be a non-negative integer') from None
+
+
+class GenericStore:
+    def __init__(self, store: Store, cache: WatchCache, admission: Chain) -> None:
+        self.store = store
+        self.cache = cache
+        self.admission = admission
+        # Called with (info, obj) after a Service or other object was written or abandoned.
+        self.after_write: list[Callable[[ResourceInfo, Obj], None]] = []
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def get(self, info: ResourceInfo, namespace: str, name: str, resource_version: str = "") -> Obj:
+        if resource_version and resource_version != "0":
+            rv = parse_resource_version(resource_version)
+            if not await self.cache.wait_for(rv):
+                raise errors.timeout(f"Too large resource version: {rv}, current: {self.cache.revision}")
+        elif not resource_version:
+            await self.cache.sync()
+        obj = self.cache.get(info.key(namespace, name))
+        if obj is None:
+            raise errors.not_found(info.group, info.resource, name)
+        return from_storage(info, obj)
+
+    async def list(self, info: ResourceInfo, namespace: str, opts: ListOptions) -> tuple[list[Obj], Obj]:
+        """The items and the list's metadata (resourceVersion, continue, remainingItemCount)."""
+        labels = LabelSelector.parse(opts.label_selector)
+        fields = FieldSelector.parse(opts.field_selector)
+        strategy = strategy_for(info)
+        fields.validate_fields(strategy.supported_fields(info))
+        prefix = info.prefix(namespace)
+        # metadata.name / metadata.namespace equality narrow the scan like kube's cacher indexes.
+        eq = dict((f, v) for f, op, v in fields.requirements if op in ("=", "=="))
+        if info.namespaced and not namespace and eq.get("metadata.namespace"):
+            prefix = info.prefix(eq["metadata.namespace"])
+
+        def match(obj: Obj) -> bool:
+            if not labels.matches((obj.get("metadata") or {}).get("labels") or {}):
+                return False
+            return fields.empty or fields.matches(strategy.field_set(obj))
+
+        filtered = bool(opts.label_selector or opts.field_selector)
+        if opts.continue_token:
+            revision, start = decode_continue(opts.continue_token)
+            return await self._list_from_store(info, prefix, prefix + start, revision, opts.limit, match, filtered)
+        match_mode = opts.resource_version_match
+        if match_mode not in ("", "NotOlderThan", "Exact"):
+            raise errors.bad_request(f'Unsupported value: "{match_mode}": supported values: "Exact", "NotOlderThan"')
+        if match_mode and not opts.resource_version:
+            raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if match_mode == "Exact":
+            rv = parse_resource_version(opts.resource_version)
+            if rv == 0:
+                raise errors.bad_request('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+            return await self._list_from_store(info, prefix, prefix, rv, opts.limit, match, filtered)
+        if opts.resource_version:
+            rv = parse_resource_version(opts.resource_version)
+            if rv and not await self.cache.wait_for(rv):
+                raise errors.timeout(f"Too large resource version: {rv}, current: {self.cache.revision}")
+        else:
+            await self.cache.sync()
+        revision = self.cache.revision
+        keys = self.cache.keys(prefix)
+        if name := eq.get("metadata.name"):
+            keys = [k for k in keys if k.rsplit("/", 1)[-1] == name]
+        items: list[Obj] = []
+        limit = opts.limit if opts.resource_version != "0" else 0
+        list_meta: Obj = {"resourceVersion": str(revision)}
+        for i, key in enumerate(keys):
+            obj = self.cache.get(key)
+            if obj is None or not match(obj):
+                continue
+            items.append(from_storage(info, obj))
+            if limit and len(items) == limit and i + 1 < len(keys):
+                list_meta["continue"] = encode_continue(revision, key[len(prefix) :] + "\x00")
+                if not filtered:
+                    list_meta["remainingItemCount"] = len(keys) - i - 1
+                break
+        return items, list_meta
+
+    async def _list_from_store(
+        self,
+        info: ResourceInfo,
+        prefix: str,
+        start_key: str,
+        revision: int,
+        limit: int,
+        match: Callable[[Obj], bool],
+        filtered: bool,
+    ) -> tuple[list[Obj], Obj]:
+        items: list[Obj] = []
+        key = start_key
+        list_meta: Obj = {"resourceVersion": str(revision)}
+        while True:
+            want = max(limit - len(items), 0) if limit else 0
+            try:
+                page = await self.store.list(prefix, start_key=key, limit=want and max(want, 100), revision=revision)
+            except CompactedError:
+                raise errors.gone(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter."
+                ) from None
+            except FutureRevisionError:
+                raise errors.timeout(f"Too large resource version: {revision}") from None
+            for n, kv in enumerate(page.items):
+                obj = decode(kv)
+                if not match(obj):
+                    continue
+                items.append(from_storage(info, obj))
+                if limit and len(items) == limit:
+                    more = page.more or n + 1 < len(page.items)
+                    if more:
+                        list_meta["continue"] = encode_continue(revision, kv.key[len(prefix) :] + "\x00")
+                        if not filtered:
+                            remaining = await self.store.count(prefix)
+                            list_meta["remainingItemCount"] = max(remaining - len(items), 0)
+                    return items, list_meta
+            if not page.more or not page.items:
+                return items, list_meta
+            key = page.items[-1].key + "\x00"
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def _check_identity(self, info: ResourceInfo, obj: Obj, namespace: str) -> None:
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if kind and kind != info.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({info.kind})"
+            )
+        if api_version and api_version != info.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version ({info.api_version})"
+            )
+        md = obj.get("metadata")
+        if md is not None and not isinstance(md, dict):
+            raise errors.bad_request("metadata must be an object")
+        md = meta.metadata(obj)
+        if info.namespaced:
+            if md.get("namespace") and md["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            md["namespace"] = namespace
+        else:
+            md.pop("namespace", None)
+        obj["apiVersion"], obj["kind"] = info.api_version, info.kind
+
+    def _validate(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        causes = validate(info, obj, old)
+        if causes:
+            raise errors.invalid(info.group, info.kind, (obj.get("metadata") or {}).get("name", ""), causes)
+
+    async def create(self, ctx: Context, info: ResourceInfo, namespace: str, obj: Obj, *, subresource: str = "") -> Obj:
+        self._check_identity(info, obj, namespace)
+        md = meta.metadata(obj)
+        strategy = strategy_for(info)
+        if not md.get("name"):
+            if md.get("generateName"):
+                md["name"] = meta.generate_name(md["generateName"])
+            else:
+                raise errors.invalid(
+                    info.group,
+                    info.kind,
+                    "",
+                    [errors.cause("metadata.name", "Required value: name or generateName is required", "FieldValueRequired")],
+                )
+        for k in _SERVER_META:
+            md.pop(k, None)
+        md.pop("resourceVersion", None)
+        md["uid"] = meta.new_uid()
+        md["creationTimestamp"] = meta.now()
+        if strategy.tracks_generation:
+            md["generation"] = 1
+        apply_defaults(info.group, info.version, info.kind, obj)
+        if strategy.status_on_create:
+            strategy.status_on_create(obj)
+        if strategy.normalize:
+            strategy.normalize(obj)
+        attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run)
+        self.admission.admit(attrs)
+        self._validate(info, obj, None)
+        self.admission.validate(attrs)
+        stored = to_storage(info, obj)
+        key = info.key(namespace, md["name"])
+        if ctx.dry_run:
+            if self.cache.get(key) is not None:
+                raise errors.already_exists(info.group, info.resource, md["name"])
+            return obj
+        try:
+            revision = await self.store.create(key, _encode(stored))
+        except KeyExistsError:
+            raise errors.already_exists(info.group, info.resource, md["name"]) from None
+        finally:
+            for hook in self.after_write:
+                hook(info, obj)
+        stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        return from_storage(info, stored)
+
+    async def _current(self, info: ResourceInfo, namespace: str, name: str) -> Obj | None:
+        await self.cache.sync()
+        return self.cache.get(info.key(namespace, name))
+
+    async def update(
+        self,
+        ctx: Context,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        obj: Obj,
+        *,
+        subresource: str = "",
+    ) -> tuple[Obj, bool]:
+        """PUT. Returns (object, created)."""
+        self._check_identity(info, obj, namespace)
+        md = meta.metadata(obj)
+        if md.get("name") and md["name"] != name:
+            raise errors.bad_request(
+                "the name of the object (%s) does not match the name on the URL (%s)" % (md["name"], name)
+            )
+        md["name"] = name
+        client_rv = md.get("resourceVersion", "")
+        if client_rv:
+            parse_resource_version(client_rv)
+
+        def transform(current: Obj | None) -> Obj:
+            return meta.clone(obj)
+
+        return await self.guaranteed_update(
+            ctx, info, namespace, name, transform, subresource=subresource, client_rv=client_rv, may_create=True
+        )
+
+    async def guaranteed_update(
+        self,
+        ctx: Context,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        transform: Callable[[Obj | None], Obj],
+        *,
+        subresource: str = "",
+        client_rv: str = "",
+        may_create: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Read, transform, write conditionally; retry on conflicts unless the client pinned a resourceVersion.
+
+        `transform` gets the current object in `info`'s version (a copy it may change, or None when
+        missing) and returns the desired object."""
+        strategy = strategy_for(info)
+        key = info.key(namespace, name)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            current_stored = await self._current(info, namespace, name)
+            if current_stored is None:
+                if may_create and strategy.allow_create_on_update and not subresource:
+                    new = transform(None)
+                    meta.metadata(new).pop("resourceVersion", None)
+                    return await self.create(ctx, info, namespace, new), True
+                raise errors.not_found(info.group, info.resource, name)
+            current = meta.clone(from_storage(info, current_stored))
+            current_rv = current["metadata"]["resourceVersion"]
+            new = transform(meta.clone(current))
+            self._check_identity(info, new, namespace)
+            new_md = meta.metadata(new)
+            new_md["name"] = name
+            rv = new_md.get("resourceVersion") or client_rv
+            if rv and rv != current_rv:
+                raise errors.stale_conflict(info.group, info.resource, name)
+            result = self._prepare_update(ctx, info, strategy, new, current, subresource)
+            if result is None:  # nothing changed: no write, like etcd3 GuaranteedUpdate
+                return current, False
+            stored = to_storage(info, result)
+            if ctx.dry_run:
+                return result, False
+            try:
+                if self._finalized(stored):
+                    revision, _ = await self.store.delete(key, expected_revision=int(current_rv))
+                else:
+                    revision = await self.store.update(key, _encode(stored), expected_revision=int(current_rv))
+            except ConflictError:
+                continue  # the next round re-checks a pinned resourceVersion
+            except KeyNotFoundError:
+                raise errors.not_found(info.group, info.resource, name) from None
+            finally:
+                for hook in self.after_write:
+                    hook(info, result)
+            stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
+            return from_storage(info, stored), False
+        raise errors.conflict(info.group, info.resource, name, "too many conflicts, please retry")
+
+    @staticmethod
+    def _finalized(obj: Obj) -> bool:
+        """An object marked for deletion whose last finalizer is gone is deleted by the update."""
+        md = obj.get("metadata") or {}
+        return bool(md.get("deletionTimestamp")) and not md.get("finalizers") and not md.get("deletionGracePeriodSeconds")
+
+    def _prepare_update(
+        self, ctx: Context, info: ResourceInfo, strategy: Strategy, new: Obj, old: Obj, subresource: str
+    ) -> Obj | None:
+        new_md, old_md = meta.metadata(new), old["metadata"]
+        if subresource == "status":
+            # Only status changes; everything else (metadata included, as kube resets it) comes from old.
+            merged = {**old, "status": new.get("status")}
+            if new.get("status") is None:
+                merged.pop("status", None)
+            merged["metadata"] = dict(old_md)
+            new, new_md = merged, merged["metadata"]
+        else:
+            for k in _SERVER_META:
+                if k in old_md:
+                    new_md[k] = old_md[k]
+                else:
+                    new_md.pop(k, None)
+            if info.subresource("status") is not None and subresource == "":
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            apply_defaults(info.group, info.version, info.kind, new)
+            if strategy.normalize:
+                strategy.normalize(new)
+            if strategy.tracks_generation and _spec_of(new) != _spec_of(old):
+                new_md["generation"] = int(old_md.get("generation", 1)) + 1
+        if old_md.get("deletionTimestamp"):
+            # finalizers may only be removed once deletion started, and nothing added
+            added = set(new_md.get("finalizers") or []) - set(old_md.get("finalizers") or [])
+            if added:
+                raise errors.invalid(
+                    info.group,
+                    info.kind,
+                    new_md.get("name", ""),
+                    [errors.cause("metadata.finalizers", "Forbidden: no new finalizers can be added if the object is being deleted", "FieldValueForbidden")],
+                )
+        new_md["resourceVersion"] = old_md["resourceVersion"]
+        if new == old:
+            return None
+        attrs = Attributes("UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, subresource, ctx.user, ctx.dry_run)
+        self.admission.admit(attrs)
+        self._validate(info, new, old)
+        self.admission.validate(attrs)
+        return new
+
+    async def delete(
+        self,
+        ctx: Context,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        options: Obj,
+    ) -> tuple[Obj, bool]:
+        """DELETE. Returns (the object as it was or now is, deleted-now)."""
+        strategy = strategy_for(info)
+        key = info.key(namespace, name)
+        pre = options.get("preconditions") or {}
+        grace_opt = options.get("gracePeriodSeconds")
+        if grace_opt is not None and not isinstance(grace_opt, int):
+            raise errors.bad_request("gracePeriodSeconds must be an integer")
+        policy = options.get("propagationPolicy")
+        orphan = options.get("orphanDependents")
+        if policy and orphan is not None:
+            raise errors.invalid(
+                "meta.k8s.io", "DeleteOptions", "",
+                [errors.cause("propagationPolicy", "Invalid value: ...: orphanDependents and deletionPropagation cannot be both set")],
+            )
+        if policy not in (None, "", "Orphan", "Background", "Foreground"):
+            raise errors.invalid(
+                "meta.k8s.io", "DeleteOptions", "",
+                [errors.cause("propagationPolicy", f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"', "FieldValueNotSupported")],
+            )
+        if orphan is True:
+            policy = "Orphan"
+        for _ in range(MAX_CONFLICT_RETRIES):
+            stored = await self._current(info, namespace, name)
+            if stored is None:
+                raise errors.not_found(info.group, info.resource, name)
+            current = meta.clone(from_storage(info, stored))
+            md = current["metadata"]
+            if pre.get("uid") and pre["uid"] != md.get("uid"):
+                raise errors.conflict(
+                    info.group, info.resource, name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {md.get('uid')}",
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != md.get("resourceVersion"):
+                raise errors.conflict(
+                    info.group, info.resource, name,
+                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {md.get('resourceVersion')}",
+                )
+            attrs = Attributes("DELETE", info, namespace, name, None, current, "", ctx.user, ctx.dry_run)
+            self.admission.validate(attrs)
+            finalizers = list(md.get("finalizers") or [])
+            marker = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy or "")
+            if marker and marker not in finalizers and not md.get("deletionTimestamp"):
+                finalizers.append(marker)
+            grace = strategy.graceful_delete(current, grace_opt) if strategy.graceful_delete else 0
+            already = bool(md.get("deletionTimestamp"))
+            if grace > 0 or finalizers:
+                updated = meta.clone(current)
+                umd = updated["metadata"]
+                if not already:
+                    umd["deletionTimestamp"] = meta.format_time(
+                        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
+                    )
+                    umd["deletionGracePeriodSeconds"] = grace
+                elif grace < int(md.get("deletionGracePeriodSeconds") or 0):
+                    umd["deletionTimestamp"] = meta.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace))
+                    umd["deletionGracePeriodSeconds"] = grace
+                if finalizers:
+                    umd["finalizers"] = finalizers
+                if grace == 0 and not finalizers:
+                    pass  # falls through to the real delete below
+                else:
+                    if updated == current:
+                        return current, False
+                    if ctx.dry_run:
+                        return updated, False
+                    try:
+                        revision = await self.store.update(
+                            key, _encode(to_storage(info, updated)), expected_revision=int(md["resourceVersion"])
+                        )
+                    except (ConflictError, KeyNotFoundError):
+                        continue
+                    umd["resourceVersion"] = str(revision)
+                    return updated, False
+            if ctx.dry_run:
+                return current, True
+            try:
+                revision, _ = await self.store.delete(key, expected_revision=int(md["resourceVersion"]))
+            except (ConflictError, KeyNotFoundError):
+                continue
+            for hook in self.after_write:
+                hook(info, current)
+            current["metadata"]["resourceVersion"] = str(revision)
+            return current, True
+        raise errors.conflict(info.group, info.resource, name, "too many conflicts, please retry")

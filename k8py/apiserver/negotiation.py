@@ -1,0 +1,105 @@
+"""Content negotiation: decoding request bodies and choosing the response form.
+
+Bodies come as JSON or YAML (protobuf later). Responses are JSON, YAML when
+asked, or a meta.k8s.io Table / PartialObjectMetadata(List) when the Accept
+header asks for one with `;as=...;g=meta.k8s.io;v=v1` (as `kubectl get` and
+metadata-only informers do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from k8py.api import errors
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's request body limit for resources
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+@dataclass(frozen=True)
+class MediaType:
+    type: str  # "application/json"
+    params: dict[str, str]
+
+    @property
+    def as_kind(self) -> str:
+        return self.params.get("as", "")
+
+
+def parse_media_types(header: str) -> list[MediaType]:
+    out = []
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        if not fields[0]:
+            continue
+        params = {}
+        for f in fields[1:]:
+            if "=" in f:
+                k, v = f.split("=", 1)
+                params[k.strip()] = v.strip()
+        out.append(MediaType(fields[0].lower(), params))
+    return out
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the response should be: encoding and (optionally) a meta.k8s.io transformation."""
+
+    encoding: str  # JSON or YAML
+    as_kind: str = ""  # "", "Table", "PartialObjectMetadata", "PartialObjectMetadataList"
+
+
+def choose_output(accept: str) -> Output:
+    if not accept:
+        return Output(JSON)
+    for mt in parse_media_types(accept):
+        if mt.as_kind:
+            if mt.params.get("g") == "meta.k8s.io" and mt.params.get("v") in ("v1", "v1beta1") and mt.as_kind in (
+                "Table",
+                "PartialObjectMetadata",
+                "PartialObjectMetadataList",
+            ) and mt.type in (JSON, "*/*"):
+                return Output(JSON, mt.as_kind)
+            continue
+        if mt.type in (JSON, "*/*", "application/*", PROTOBUF, "application/json-patch+json"):
+            return Output(JSON)
+        if mt.type == YAML:
+            return Output(YAML)
+    raise errors.not_acceptable(
+        "only the following media types are accepted: application/json, application/yaml, "
+        "application/vnd.kubernetes.protobuf"
+    )
+
+
+def decode_body(body: bytes, content_type: str) -> Any:
+    """A JSON or YAML request body as Python data; 400 when malformed, 415 for unknown types."""
+    media = (content_type or JSON).split(";")[0].strip().lower()
+    if media in (JSON, "", "*/*"):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise errors.bad_request(f"error decoding JSON request body: {e}") from None
+    if media in (YAML, "application/yml", "text/yaml"):
+        try:
+            return yaml.load(body, Loader=_Loader)
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error decoding YAML request body: {e}") from None
+    raise errors.unsupported_media_type(content_type)
+
+
+def encode(obj: Any, encoding: str) -> bytes:
+    if encoding == YAML:
+        return yaml.safe_dump(obj, sort_keys=False).encode()
+    return orjson.dumps(obj)

@@ -1,0 +1,247 @@
+"""The API server: aiohttp app, authentication, the non-resource endpoints, and start/stop.
+
+Request chain as kube-apiserver's: TLS -> authentication (x509 client
+certificates) -> request info -> authorization (allow-all until RBAC) ->
+handler -> admission -> generic store -> watch cache -> Store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from k8py import KUBERNETES_VERSION, __version__
+from k8py.api import errors
+from k8py.api.registry import Registry
+from k8py.apiserver import bootstrap_objects
+from k8py.apiserver.admission import Chain, DefaultTolerationSeconds, NamespaceLifecycle, Priority, ServiceAllocator, UserInfo
+from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
+from k8py.apiserver.genericstore import Context, GenericStore
+from k8py.apiserver.handlers import ResourceHandler, json_response
+from k8py.apiserver.openapi import OpenAPIV3, add_routes as add_openapi_routes
+from k8py.apiserver.requestinfo import parse as parse_request
+from k8py.apiserver.watchcache import WatchCache
+from k8py.bootstrap.pki import PKIPaths, peer_identity, server_ssl_context
+from k8py.storage.interface import Store
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer", "poststarthook/bootstrap-controller")
+
+
+@dataclass
+class APIServerConfig:
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    service_cidr: str = "10.96.0.0/12"
+    advertise_address: str = "127.0.0.1"
+
+
+def version_info() -> dict[str, str]:
+    return {
+        "major": "1",
+        "minor": KUBERNETES_VERSION.split(".")[1],
+        "gitVersion": f"{KUBERNETES_VERSION}-k8py.{__version__}",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-25T00:00:00Z",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": platform.python_implementation().lower(),
+        "platform": f"{platform.system().lower()}/{_arch()}",
+    }
+
+
+def _arch() -> str:
+    m = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+class APIServer:
+    def __init__(self, store: Store, pki: PKIPaths | None, config: APIServerConfig) -> None:
+        self.store = store
+        self.pki = pki
+        self.config = config
+        self.registry = Registry()
+        self.cache = WatchCache(store)
+        services = self.registry.get("", "v1", "services")
+        namespaces = self.registry.get("", "v1", "namespaces")
+        pcs = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        assert services and namespaces and pcs
+        self.allocator = ServiceAllocator(self.cache, services, config.service_cidr)
+        self.admission = Chain(
+            [NamespaceLifecycle(self.cache, namespaces), Priority(self.cache, pcs), DefaultTolerationSeconds(), self.allocator]
+        )
+        self.generic = GenericStore(store, self.cache, self.admission)
+        self.generic.after_write.append(lambda info, obj: self.allocator.release(obj) if info.kind == "Service" else None)
+        self.handler = ResourceHandler(self.registry, self.generic)
+        self.discovery = Discovery(self.registry, f"{config.advertise_address}:{config.port}")
+        self.openapi = OpenAPIV3(self.registry)
+        self.ready = False
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.config.bind_address}:{self.config.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._authenticate], client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/version/", self._version)
+        for path in ("/healthz", "/livez", "/readyz"):
+            app.router.add_get(path, self._health)
+            app.router.add_get(path + "/{check:.*}", self._health)
+        app.router.add_get("/api", self._api)
+        app.router.add_get("/apis", self._apis)
+        add_openapi_routes(app, self.openapi)
+        app.router.add_route("*", "/api/{tail:.*}", self._resource)
+        app.router.add_route("*", "/apis/{tail:.*}", self._resource)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        return app
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.cache.start()
+        await bootstrap_objects.ensure(self.generic, self.registry, self.config)
+        ssl_ctx = server_ssl_context(self.pki) if self.pki else None
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
+        )
+        await site.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.cache.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+
+    # ---- middlewares -------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.StatusError as e:
+            resp = json_response(e.status(), e.code)
+            for k, v in e.headers.items():
+                resp.headers[k] = v
+            return resp
+        except web.HTTPException:
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as e:  # a bug: answer a proper Status and keep serving
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return json_response(errors.internal(str(e) or type(e).__name__).status(), 500)
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        user = self._user(request)
+        if user is None:
+            if self.pki is None:
+                user = UserInfo("system:admin", ["system:masters", "system:authenticated"])
+            elif not request.path.startswith(PUBLIC_PATHS):
+                raise errors.unauthorized()
+            else:
+                user = UserInfo("system:anonymous", ["system:unauthenticated"])
+        request["user"] = user
+        return await handler(request)
+
+    def _user(self, request: web.Request) -> UserInfo | None:
+        transport = request.transport
+        if transport is None:
+            return None
+        ident = peer_identity(transport.get_extra_info("peercert"))
+        if ident is None:
+            return None
+        name, groups = ident
+        return UserInfo(name, [*groups, "system:authenticated"])
+
+    # ---- non-resource endpoints ----------------------------------------------------------------
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return json_response(version_info())
+
+    async def _health(self, request: web.Request) -> web.Response:
+        check = request.match_info.get("check", "")
+        ok = self.ready
+        if check and check not in HEALTH_CHECKS:
+            return web.Response(status=404, text="404 page not found\n")
+        if "verbose" in request.query:
+            kind = request.path.strip("/").split("/")[0]
+            lines = [f"[+]{c} ok" for c in HEALTH_CHECKS if not check or c == check]
+            lines.append(f"{kind} check passed" if ok else f"{kind} check failed")
+            return web.Response(status=200 if ok else 500, text="\n".join(lines) + "\n")
+        return web.Response(status=200 if ok else 500, text="ok" if ok else "not ready")
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return self._discovery_response(request, True)
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return self._discovery_response(request, False)
+
+    def _discovery_response(self, request: web.Request, legacy: bool) -> web.Response:
+        agg = wants_aggregated(request.headers.get("Accept", ""))
+        if agg:
+            body = self.discovery.aggregated(legacy, agg)
+            ctype = AGGREGATED_V2 if agg == "v2" else AGGREGATED_V2BETA1
+        else:
+            body = self.discovery.api_versions() if legacy else self.discovery.api_groups()
+            ctype = "application/json"
+        etag = Discovery.etag(body)
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        resp = web.Response(body=body, headers={"Content-Type": ctype, "ETag": etag, "Vary": "Accept"})
+        return resp
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
+        ri = parse_request(request.method, request.path, dict(request.query))
+        if not ri.is_resource:
+            return self._group_discovery(request)
+        ctx = Context(user=request["user"])
+        if ri.resource == "bindings" and ri.verb == "create" and not ri.group:
+            return await self.handler.create_binding(request, ri, ctx)
+        return await self.handler.handle(request, ri, ctx)
+
+    def _group_discovery(self, request: web.Request) -> web.Response:
+        parts = request.path.strip("/").split("/")
+        body: bytes | None = None
+        if parts[0] == "api" and len(parts) == 2:
+            body = self.discovery.resource_list("", parts[1])
+        elif parts[0] == "apis" and len(parts) == 2:
+            body = self.discovery.api_group(parts[1])
+        elif parts[0] == "apis" and len(parts) == 3:
+            body = self.discovery.resource_list(parts[1], parts[2])
+        if body is None:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+        return web.Response(body=body, content_type="application/json")
+
+
+def hostnames() -> list[str]:
+    return [socket.gethostname().lower()]
+
+
+def data_dir_default() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/k8py")
+    return Path.home() / ".local" / "share" / "k8py"
+
+
+__all__ = ["APIServer", "APIServerConfig", "orjson", "ssl"]

@@ -1,0 +1,116 @@
+"""The `k8py` command: one subcommand per component, and `up` for a whole cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import click
+
+from k8py.apiserver.server import APIServerConfig, data_dir_default
+
+
+class Progress:
+    """Concise progress lines with the time since start, on stderr."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def step(self, message: str) -> None:
+        click.echo(f"[{time.monotonic() - self.t0:6.3f}s] {message}", err=True)
+
+
+async def _run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await start()
+        await stopping.wait()
+    finally:
+        await stop()
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.version_option(package_name="k8py")
+def main() -> None:
+    """k8py: Kubernetes, written in Python."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where all state lives (default /var/lib/k8py as root, ~/.local/share/k8py otherwise).")
+@click.option("--port", type=int, default=6443, show_default=True, help="HTTPS port of the API server.")
+@click.option("--service-cidr", default="10.96.0.0/12", show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def up(data_dir: Path | None, port: int, service_cidr: str, verbose: bool) -> None:
+    """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
+    from k8py.cluster import Cluster
+
+    _setup_logging(verbose)
+    progress = Progress()
+    cluster = Cluster(data_dir or data_dir_default(), APIServerConfig(port=port, service_cidr=service_cidr), progress.step)
+
+    async def start() -> None:
+        await cluster.start()
+        click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
+        progress.step("cluster ready (Ctrl-C to stop)")
+
+    async def stop() -> None:
+        progress.step("stopping")
+        await cluster.stop()
+        progress.step("stopped")
+
+    try:
+        asyncio.run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Holds the store (state.db) and, unless --pki-dir is given, the PKI.")
+@click.option("--pki-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--bind-address", default="127.0.0.1", show_default=True)
+@click.option("--port", "--secure-port", type=int, default=6443, show_default=True)
+@click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str, verbose: bool) -> None:
+    """Run the API server alone (kube-apiserver)."""
+    from k8py.cluster import start_apiserver
+
+    _setup_logging(verbose)
+    progress = Progress()
+    base = data_dir or data_dir_default()
+    config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr, advertise_address=bind_address)
+    holder: list = []
+
+    async def start() -> None:
+        holder.append(await start_apiserver(base, pki_dir or base / "pki", config, progress.step))
+
+    async def stop() -> None:
+        if holder:
+            await holder[0].stop()
+
+    try:
+        asyncio.run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
+if __name__ == "__main__":
+    main()

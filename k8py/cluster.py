@@ -1,0 +1,56 @@
+"""A whole cluster in one process: what `k8py up` runs (like k3s' `server`).
+
+Every component still talks to the others only through the API; running them
+in one event loop only saves memory and start-up time. Components are added
+here as they come into being (scheduler, controller manager, kubelet, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
+from k8py.bootstrap.kubeconfig import write_kubeconfig
+from k8py.bootstrap.pki import ensure_pki
+from k8py.storage.sqlite import SQLiteStore
+
+STORE_FILE = "state.db"
+
+
+async def start_apiserver(
+    data_dir: Path, pki_dir: Path, config: APIServerConfig, progress: Callable[[str], None]
+) -> APIServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_pki(pki_dir, hostnames(), [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else [])
+    progress(f"certificates ready in {pki_dir}")
+    server = APIServer(SQLiteStore(str(data_dir / STORE_FILE)), pki, config)
+    await server.start()
+    progress(f"API server listening on {server.url} (store {data_dir / STORE_FILE}, revision {server.cache.revision})")
+    return server
+
+
+class Cluster:
+    def __init__(self, data_dir: Path, config: APIServerConfig, progress: Callable[[str], None]) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.progress = progress
+        self.kubeconfig = data_dir / "kubeconfig.yaml"
+        self.apiserver: APIServer | None = None
+
+    async def start(self) -> None:
+        self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
+        pki = self.apiserver.pki
+        assert pki is not None
+        write_kubeconfig(
+            self.kubeconfig,
+            f"https://127.0.0.1:{self.config.port}",
+            pki.ca_cert.read_bytes(),
+            pki.admin_cert.read_bytes(),
+            pki.admin_key.read_bytes(),
+        )
+        self.progress(f"admin kubeconfig written to {self.kubeconfig}")
+
+    async def stop(self) -> None:
+        if self.apiserver is not None:
+            await self.apiserver.stop()
