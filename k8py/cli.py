@@ -56,14 +56,21 @@ def main() -> None:
               help="Where all state lives (default /var/lib/k8py as root, ~/.local/share/k8py otherwise).")
 @click.option("--port", type=int, default=6443, show_default=True, help="HTTPS port of the API server.")
 @click.option("--service-cidr", default="10.96.0.0/12", show_default=True)
+@click.option("--etcd-compaction-interval", "compaction_interval", type=float, default=300.0, show_default=True,
+              help="Seconds between compactions of the store's history (0: never).")
+@click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
 @click.option("-v", "--verbose", is_flag=True)
-def up(data_dir: Path | None, port: int, service_cidr: str, verbose: bool) -> None:
+def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
+       verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
     _setup_logging(verbose)
     progress = Progress()
-    cluster = Cluster(data_dir or data_dir_default(), APIServerConfig(port=port, service_cidr=service_cidr), progress.step)
+    config = APIServerConfig(
+        port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain
+    )
+    cluster = Cluster(data_dir or data_dir_default(), config, progress.step)
 
     async def start() -> None:
         await cluster.start()
@@ -96,7 +103,7 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
     _setup_logging(verbose)
     progress = Progress()
     base = data_dir or data_dir_default()
-    config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr, advertise_address=bind_address)
+    config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr)
     holder: list = []
 
     async def start() -> None:

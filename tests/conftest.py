@@ -78,13 +78,14 @@ class Cluster:
         return self.proc.returncode
 
 
-def start_cluster(data_dir: Path, port: int | None = None) -> Cluster:
+def start_cluster(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> Cluster:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "k8py-up.log"
-    log = open(log_path, "ab")
+    n = len(list(data_dir.glob("k8py-up*.log")))
+    log_path = data_dir / f"k8py-up{n}.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "k8py.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
+        [sys.executable, "-m", "k8py.cli", "up", "--data-dir", str(data_dir), "--port", str(port), *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -119,7 +120,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def api_client(cluster: Cluster) -> Any:
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(str(cluster.kubeconfig))
 

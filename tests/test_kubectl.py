@@ -196,7 +196,7 @@ def test_finalizers_hold_deletion(cluster: Cluster, namespace: str) -> None:
 def test_explain(cluster: Cluster) -> None:
     out = cluster.kubectl("explain", "pods.spec.containers").stdout
     assert "KIND:" in out and "Pod" in out
-    assert "FIELD:    containers" in out
+    assert "FIELD: containers <[]Container>" in out
     assert "image" in out and "List of containers belonging to the pod" in out
     out = cluster.kubectl("explain", "deployment.spec.strategy").stdout
     assert "rollingUpdate" in out

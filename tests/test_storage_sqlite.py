@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from k8py.storage.compactor import run_compactor
 from k8py.storage.interface import (
     CompactedError,
     ConflictError,
@@ -387,7 +388,7 @@ async def test_slow_watcher_is_cut_off(tmp_path: Path) -> None:
 async def test_run_compactor(store: SQLiteStore) -> None:
     for i in range(30):
         await store.create(f"/r/{i}", b"")
-    task = asyncio.ensure_future(store.run_compactor(interval=0.05, min_retain=10))
+    task = asyncio.ensure_future(run_compactor(store, interval=0.05, min_retain=10))
     try:
         cur = await store.current_revision()
         for _ in range(100):

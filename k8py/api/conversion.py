@@ -10,11 +10,23 @@ Fields a version cannot hold travel in annotations, as kube does for HPA v1
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from k8py.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
+
+
+def from_wire(info: ResourceInfo, obj: Obj) -> None:
+    """What decoding into kube's internal types does to a request body: Secret.stringData
+    is write-only, merged into data (base64) and dropped."""
+    if info.kind == "Secret" and not info.group and "stringData" in obj:
+        string_data = obj.pop("stringData") or {}
+        data = obj.get("data") or {}
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        obj["data"] = data
 
 
 def to_storage(info: ResourceInfo, obj: Obj) -> Obj:

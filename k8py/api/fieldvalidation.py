@@ -3,8 +3,9 @@
 kube decodes request bodies into Go structs with sigs.k8s.io/json's strict mode,
 which collects two kinds of errors in document order, deduplicated, at most 100:
 `unknown field "spec.template.spec.containers[0].imagee"` for a key the type does
-not declare (its value is skipped), and `duplicate field "spec.replicas"` for a key
-seen twice in one object (the last value wins, as orjson keeps it too). Then:
+not declare (its value is skipped), and `duplicate field "spec.replicas"` for a
+declared field or map key seen twice in one object (the last value wins, as orjson
+keeps it too). Then:
 
 - Strict: 400 BadRequest. A create/update body is reported through
   `transformDecodeError`: `Deployment in version "v1" cannot be handled as a
@@ -132,6 +133,47 @@ def _messages(found: Iterable[tuple[str, str]]) -> list[str]:
     return list(dict.fromkeys(f'{what} field "{path}"' for what, path in found))[:MAX_ERRORS]
 
 
+def _shape(s: Schema | None) -> tuple[dict[str, Schema], Schema | None, bool] | None:
+    """(declared properties, map value schema, are undeclared keys unknown) of an object schema;
+    None for an opaque object whose content is never looked at."""
+    if s is None:
+        return {}, None, False
+    additional = s.get("additionalProperties")
+    open_ = additional is True or s.get("x-kubernetes-preserve-unknown-fields") is True
+    if isinstance(additional, dict):  # a map
+        return {}, additional, False
+    if "properties" in s:  # a struct
+        return s["properties"], None, not open_
+    if schemas.types(s) == {"object"} and not open_:
+        return None
+    return {}, None, False
+
+
+def prune(obj: Any, schema: Schema | None, *, _root: bool = True) -> None:
+    """Drop, in place, the fields `schema` does not declare: what decoding into kube's Go types does."""
+    s = schemas.resolve(schema) if schema is not None else None
+    if s is None:
+        return
+    if isinstance(obj, list):
+        item_schema = schemas.items_schema(s)
+        for value in obj:
+            prune(value, item_schema, _root=False)
+        return
+    if not isinstance(obj, dict):
+        return
+    shape = _shape(s)
+    if shape is None:
+        return
+    props, extra, check_unknown = shape
+    for key in list(obj):
+        sub = props.get(key, extra)
+        if sub is None:
+            if check_unknown and not (_root and key in ("apiVersion", "kind")):
+                del obj[key]
+            continue
+        prune(obj[key], sub, _root=False)
+
+
 def _walk(node: Any, schema: Schema | None, path: str, found: list[tuple[str, str]]) -> None:
     """Collect ("unknown"|"duplicate", path) under `node`.
 
@@ -151,29 +193,20 @@ def _walk(node: Any, schema: Schema | None, path: str, found: list[tuple[str, st
     else:
         return
 
-    props: dict[str, Schema] = {}
-    extra: Schema | None = None
-    check_unknown = False
-    if s is not None:
-        additional = s.get("additionalProperties")
-        open_ = additional is True or s.get("x-kubernetes-preserve-unknown-fields") is True
-        if isinstance(additional, dict):  # a map
-            extra = additional
-        elif "properties" in s:  # a struct
-            props, check_unknown = s["properties"], not open_
-        elif schemas.types(s) == {"object"} and not open_:
-            return  # RawExtension, FieldsV1: kube keeps the raw bytes and looks at nothing inside
+    shape = _shape(s)
+    if shape is None:
+        return  # RawExtension, FieldsV1: kube keeps the raw bytes and looks at nothing inside
+    props, extra, check_unknown = shape
     for key, value in items:
         child = f"{path}.{key}" if path else key
+        sub = props.get(key, extra)
+        type_meta = not path and key in ("apiVersion", "kind")  # inlined in every top-level type
+        if sub is None and check_unknown and not type_meta:
+            found.append(("unknown", child))
+            continue  # kube skips an unknown field's value and tracks duplicates of known keys only
         if seen is not None:
             if key in seen:
                 found.append(("duplicate", child))
             else:
                 seen.add(key)
-        sub = props.get(key, extra)
-        if sub is None and check_unknown:
-            if not path and key in ("apiVersion", "kind"):
-                continue  # TypeMeta, inlined in every top-level type
-            found.append(("unknown", child))
-            continue  # kube skips the value of an unknown field
         _walk(value, sub, child, found)

@@ -38,8 +38,19 @@ def _pod_create_status(obj: Obj) -> None:
     obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
 
 
-def _namespace_status(obj: Obj) -> None:
+def _namespace_create(obj: Obj) -> None:
     obj["status"] = {"phase": "Active"}
+    obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+
+
+def _namespace_update(new: Obj, old: Obj) -> None:
+    """spec.finalizers change only through the finalize subresource."""
+    finalizers = (old.get("spec") or {}).get("finalizers")
+    spec = new.setdefault("spec", {})
+    if finalizers is None:
+        spec.pop("finalizers", None)
+    else:
+        spec["finalizers"] = finalizers
 
 
 def _clear_status(obj: Obj) -> None:
@@ -48,14 +59,6 @@ def _clear_status(obj: Obj) -> None:
 
 def _empty_status(obj: Obj) -> None:
     obj["status"] = {}
-
-
-def _namespace_label(obj: Obj) -> None:
-    """kube sets kubernetes.io/metadata.name on every namespace, on create and update."""
-    meta = obj.setdefault("metadata", {})
-    labels = meta.get("labels") or {}
-    labels["kubernetes.io/metadata.name"] = meta.get("name", "")
-    meta["labels"] = labels
 
 
 def _pod_grace(obj: Obj, requested: int | None) -> int:
@@ -75,10 +78,10 @@ class Strategy:
     selectable_fields: tuple[str, ...] = ()
     # Does metadata.generation count spec changes?
     tracks_generation: bool = False
-    # Is there a status subresource (then the main resource ignores status changes)?
-    status_on_create: Callable[[Obj], None] | None = None
-    # Called on create and on every update (spec side).
-    normalize: Callable[[Obj], None] | None = None
+    # Resets what a client may not set on create (usually the status).
+    prepare_for_create: Callable[[Obj], None] | None = None
+    # (new, old): keeps what an update of the main resource may not change.
+    prepare_for_update: Callable[[Obj, Obj], None] | None = None
     # May PUT create a missing object?
     allow_create_on_update: bool = False
     # Returns the grace period of a delete; None: the kind has no graceful deletion.
@@ -125,42 +128,42 @@ _EVENT_FIELDS = (
     "source",
     "type",
 )
-_WORKLOAD = Strategy(tracks_generation=True, status_on_create=_clear_status)
+_WORKLOAD = Strategy(tracks_generation=True, prepare_for_create=_clear_status)
 
 STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "Pod"): Strategy(
         selectable_fields=_POD_FIELDS,
-        status_on_create=_pod_create_status,
+        prepare_for_create=_pod_create_status,
         graceful_delete=_pod_grace,
         return_deleted_object=True,
     ),
     ("", "Namespace"): Strategy(
         selectable_fields=("status.phase",),
-        status_on_create=_namespace_status,
-        normalize=_namespace_label,
+        prepare_for_create=_namespace_create,
+        prepare_for_update=_namespace_update,
         return_deleted_object=True,
     ),
     ("", "Node"): Strategy(selectable_fields=("spec.unschedulable",)),
     ("", "Service"): Strategy(
-        selectable_fields=("spec.clusterIP", "spec.type"), status_on_create=_empty_status, return_deleted_object=True
+        selectable_fields=("spec.clusterIP", "spec.type"), prepare_for_create=_empty_status, return_deleted_object=True
     ),
     ("", "Secret"): Strategy(selectable_fields=("type",)),
     ("", "Event"): Strategy(selectable_fields=_EVENT_FIELDS, allow_create_on_update=True),
     ("", "Endpoints"): Strategy(allow_create_on_update=True),
     ("", "ReplicationController"): Strategy(
-        selectable_fields=("status.replicas",), tracks_generation=True, status_on_create=_clear_status
+        selectable_fields=("status.replicas",), tracks_generation=True, prepare_for_create=_clear_status
     ),
-    ("", "PersistentVolumeClaim"): Strategy(status_on_create=_clear_status, return_deleted_object=True),
-    ("", "PersistentVolume"): Strategy(status_on_create=_clear_status, return_deleted_object=True),
-    ("", "ResourceQuota"): Strategy(status_on_create=_clear_status),
+    ("", "PersistentVolumeClaim"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
+    ("", "PersistentVolume"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
+    ("", "ResourceQuota"): Strategy(prepare_for_create=_clear_status),
     ("apps", "Deployment"): _WORKLOAD,
     ("apps", "ReplicaSet"): Strategy(
-        selectable_fields=("status.replicas",), tracks_generation=True, status_on_create=_clear_status
+        selectable_fields=("status.replicas",), tracks_generation=True, prepare_for_create=_clear_status
     ),
     ("apps", "StatefulSet"): _WORKLOAD,
     ("apps", "DaemonSet"): _WORKLOAD,
     ("batch", "Job"): Strategy(
-        selectable_fields=("status.successful",), tracks_generation=True, status_on_create=_clear_status
+        selectable_fields=("status.successful",), tracks_generation=True, prepare_for_create=_clear_status
     ),
     ("batch", "CronJob"): _WORKLOAD,
     ("autoscaling", "HorizontalPodAutoscaler"): _WORKLOAD,
@@ -168,11 +171,11 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("networking.k8s.io", "Ingress"): _WORKLOAD,
     ("networking.k8s.io", "NetworkPolicy"): Strategy(tracks_generation=True),
     ("certificates.k8s.io", "CertificateSigningRequest"): Strategy(
-        selectable_fields=("spec.signerName",), status_on_create=_clear_status
+        selectable_fields=("spec.signerName",), prepare_for_create=_clear_status
     ),
     ("coordination.k8s.io", "Lease"): Strategy(allow_create_on_update=True),
     ("events.k8s.io", "Event"): Strategy(allow_create_on_update=True),
-    ("storage.k8s.io", "VolumeAttachment"): Strategy(status_on_create=_clear_status),
+    ("storage.k8s.io", "VolumeAttachment"): Strategy(prepare_for_create=_clear_status),
 }
 DEFAULT_STRATEGY = Strategy()
 

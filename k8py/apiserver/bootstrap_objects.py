@@ -79,6 +79,8 @@ async def ensure(gstore: GenericStore, registry: Registry, config: APIServerConf
             },
         },
     )
+    if ipaddress.ip_address(config.advertise_address).is_loopback:
+        return  # endpoints may not point at loopback (no network here): the Service has none, as upstream
     port = {"name": "https", "port": config.port, "protocol": "TCP"}
     await _ensure(
         gstore,

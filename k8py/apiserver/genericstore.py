@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from k8py.api import errors, meta
-from k8py.api.conversion import from_storage, to_storage
+from k8py.api.conversion import from_storage, from_wire, to_storage
 from k8py.api.defaults import apply_defaults
 from k8py.api.registry import ResourceInfo
 from k8py.api.selectors import FieldSelector, LabelSelector
@@ -276,13 +276,12 @@ class GenericStore:
         md.pop("resourceVersion", None)
         md["uid"] = meta.new_uid()
         md["creationTimestamp"] = meta.now()
+        from_wire(info, obj)
         if strategy.tracks_generation:
             md["generation"] = 1
         apply_defaults(info.group, info.version, info.kind, obj)
-        if strategy.status_on_create:
-            strategy.status_on_create(obj)
-        if strategy.normalize:
-            strategy.normalize(obj)
+        if strategy.prepare_for_create:
+            strategy.prepare_for_create(obj)
         attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run)
         self.admission.admit(attrs)
         self._validate(info, obj, None)
@@ -322,7 +321,7 @@ class GenericStore:
         md = meta.metadata(obj)
         if md.get("name") and md["name"] != name:
             raise errors.bad_request(
-                "the name of the object (%s) does not match the name on the URL (%s)" % (md["name"], name)
+                f"the name of the object ({md['name']}) does not match the name on the URL ({name})"
             )
         md["name"] = name
         client_rv = md.get("resourceVersion", "")
@@ -403,7 +402,14 @@ class GenericStore:
         self, ctx: Context, info: ResourceInfo, strategy: Strategy, new: Obj, old: Obj, subresource: str
     ) -> Obj | None:
         new_md, old_md = meta.metadata(new), old["metadata"]
-        if subresource == "status":
+        if subresource == "binding":
+            # kube's binding REST writes straight to storage: no update validation (nodeName is immutable there)
+            new_md["resourceVersion"] = old_md["resourceVersion"]
+            return None if new == old else new
+        if subresource == "finalize":
+            new = {**old, "spec": {**(old.get("spec") or {}), "finalizers": (new.get("spec") or {}).get("finalizers") or []}}
+            new["metadata"] = new_md = dict(old_md)
+        elif subresource == "status":
             # Only status changes; everything else (metadata included, as kube resets it) comes from old.
             merged = {**old, "status": new.get("status")}
             if new.get("status") is None:
@@ -421,9 +427,10 @@ class GenericStore:
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
+            from_wire(info, new)
+            if strategy.prepare_for_update:
+                strategy.prepare_for_update(new, old)
             apply_defaults(info.group, info.version, info.kind, new)
-            if strategy.normalize:
-                strategy.normalize(new)
             if strategy.tracks_generation and _spec_of(new) != _spec_of(old):
                 new_md["generation"] = int(old_md.get("generation", 1)) + 1
         if old_md.get("deletionTimestamp"):

@@ -116,13 +116,12 @@ class ResourceHandler:
             return await serve_watch(request, info, ri.namespace, self.store, choose_output(request.headers.get("Accept", "")))
         if verb == "create":
             obj, raw = await self._decode_object(request)
-            mode = _field_validation(q)
-            ctx.warnings += fieldvalidation.check(obj, _schema_of(info), mode, raw)
+            ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
             created = await self.store.create(ctx, info, ri.namespace, obj)
             return self._object_response(request, info, created, 201, ctx.warnings)
         if verb == "update":
             obj, raw = await self._decode_object(request)
-            ctx.warnings += fieldvalidation.check(obj, _schema_of(info), _field_validation(q), raw)
+            ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
             updated, created = await self.store.update(ctx, info, ri.namespace, ri.name, obj)
             return self._object_response(request, info, updated, 201 if created else 200, ctx.warnings)
         if verb == "patch":
@@ -193,7 +192,7 @@ class ResourceHandler:
             patched = apply_patch(current, raw, content_type, type_schema)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object must be a JSON object")
-            ctx.warnings[:] = fieldvalidation.check(patched, type_schema, mode, None)
+            ctx.warnings[:] = _decode_fields(patched, info, mode, None, patch=raw)
             return patched
 
         updated, _ = await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, subresource=subresource)
@@ -252,7 +251,7 @@ class ResourceHandler:
                 return self._object_response(request, info, obj)
             if verb == "update":
                 obj, raw = await self._decode_object(request)
-                ctx.warnings += fieldvalidation.check(obj, _schema_of(info), _field_validation(q), raw)
+                ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
                 md = meta.metadata(obj)
                 if md.get("name") and md["name"] != ri.name:
                     raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({ri.name})")
@@ -351,19 +350,13 @@ class ResourceHandler:
             if cur["metadata"].get("deletionTimestamp"):
                 raise errors.conflict("", "pods/binding", ri.name, f"pod {ri.name} is being deleted, cannot be assigned to a host")
             spec["nodeName"] = node
-            return cur
-
-        updated, _ = await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform)
-        # PodScheduled=True goes in through the status path, like kube's binding REST does it in one write.
-        def scheduled(cur: Obj | None) -> Obj:
-            assert cur is not None
             status = cur.setdefault("status", {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": meta.now()})
             status["conditions"] = conds
             return cur
 
-        await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, scheduled, subresource="status")
+        await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, subresource="binding")
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def create_binding(self, request: web.Request, ri: RequestInfo, ctx: Context) -> web.Response:
@@ -384,6 +377,14 @@ def _strategy_returns_object(info: ResourceInfo) -> bool:
     from k8py.api.strategy import strategy_for
 
     return strategy_for(info).return_deleted_object
+
+
+def _decode_fields(obj: Obj, info: ResourceInfo, mode: str, raw: bytes | None, *, patch: bytes | None = None) -> list[str]:
+    """Strict field validation, then drop unknown fields as decoding into kube's types does."""
+    type_schema = _schema_of(info)
+    warnings = fieldvalidation.check(obj, type_schema, mode, raw, patch=patch)
+    fieldvalidation.prune(obj, type_schema)
+    return warnings
 
 
 def _schema_of(info: ResourceInfo) -> Any:

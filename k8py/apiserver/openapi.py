@@ -1034,12 +1034,14 @@ class OpenAPIV3:
                     info,
                 )
             case ["api", version] if version in groups.get("", ()):
-                return _GroupVersionDoc("", version, self._registry.resources("", version)).b.document(info)
+                return self._group_version("", version)
             case ["apis", group, version] if group and version in groups.get(group, ()):
-                return _GroupVersionDoc(group, version, self._registry.resources(group, version)).b.document(
-                    info
-                )
+                return self._group_version(group, version)
         return None
+
+    def _group_version(self, group: str, version: str) -> Schema:
+        resources = self._registry.resources(group, version)
+        return _GroupVersionDoc(group, version, resources).b.document(self._version)
 
 
 def _serialized(doc: Schema) -> tuple[bytes, str]:
@@ -1093,7 +1095,8 @@ def add_routes(app: web.Application, openapi: OpenAPIV3) -> None:
         wanted = request.query.get("hash")
         if wanted:
             if wanted != etag:
-                raise web.HTTPMovedPermanently(f"/openapi/v3/{path}?hash={etag}", headers=headers)
+                location = f"/openapi/v3/{path}?hash={etag}"
+                return web.Response(status=301, headers={**headers, "Location": location})
             headers["Cache-Control"] = "public, immutable"
             headers["Expires"] = email.utils.formatdate(time.time() + 365 * 24 * 3600, usegmt=True)
         if _not_modified(request, etag):

@@ -8,30 +8,38 @@ handler -> admission -> generic store -> watch cache -> Store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
 import socket
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from k8py import KUBERNETES_VERSION, __version__
 from k8py.api import errors
 from k8py.api.registry import Registry
 from k8py.apiserver import bootstrap_objects
-from k8py.apiserver.admission import Chain, DefaultTolerationSeconds, NamespaceLifecycle, Priority, ServiceAllocator, UserInfo
+from k8py.apiserver.admission import (
+    Chain,
+    DefaultTolerationSeconds,
+    NamespaceLifecycle,
+    Priority,
+    ServiceAllocator,
+    UserInfo,
+)
 from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
 from k8py.apiserver.genericstore import Context, GenericStore
 from k8py.apiserver.handlers import ResourceHandler, json_response
-from k8py.apiserver.openapi import OpenAPIV3, add_routes as add_openapi_routes
+from k8py.apiserver.openapi import OpenAPIV3
+from k8py.apiserver.openapi import add_routes as add_openapi_routes
 from k8py.apiserver.requestinfo import parse as parse_request
 from k8py.apiserver.watchcache import WatchCache
 from k8py.bootstrap.pki import PKIPaths, peer_identity, server_ssl_context
+from k8py.storage.compactor import run_compactor
 from k8py.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,10 @@ class APIServerConfig:
     bind_address: str = "127.0.0.1"
     port: int = 6443
     service_cidr: str = "10.96.0.0/12"
-    advertise_address: str = "127.0.0.1"
+    advertise_address: str = ""  # the IP in the kubernetes Service's endpoints; default: the host's primary IP
+    # kube-apiserver's --etcd-compaction-interval; history of the last `compaction_retain` revisions always stays
+    compaction_interval: float = 300.0
+    compaction_retain: int = 1000
 
 
 def version_info() -> dict[str, str]:
@@ -72,6 +83,8 @@ class APIServer:
         self.store = store
         self.pki = pki
         self.config = config
+        if not config.advertise_address:
+            config.advertise_address = primary_ip()
         self.registry = Registry()
         self.cache = WatchCache(store)
         services = self.registry.get("", "v1", "services")
@@ -89,6 +102,7 @@ class APIServer:
         self.openapi = OpenAPIV3(self.registry)
         self.ready = False
         self._runner: web.AppRunner | None = None
+        self._compactor: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -120,10 +134,23 @@ class APIServer:
             self._runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
         )
         await site.start()
+        if self.config.compaction_interval > 0:
+            self._compactor = asyncio.create_task(
+                run_compactor(
+                    self.store,
+                    interval=self.config.compaction_interval,
+                    min_retain=self.config.compaction_retain,
+                    on_compact=self.cache.compacted,
+                )
+            )
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -234,6 +261,16 @@ class APIServer:
         return web.Response(body=body, content_type="application/json")
 
 
+def primary_ip() -> str:
+    """The source address of the default route (a UDP connect sends no packet), else loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
 def hostnames() -> list[str]:
     return [socket.gethostname().lower()]
 
@@ -244,4 +281,3 @@ def data_dir_default() -> Path:
     return Path.home() / ".local" / "share" / "k8py"
 
 
-__all__ = ["APIServer", "APIServerConfig", "orjson", "ssl"]

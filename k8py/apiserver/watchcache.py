@@ -212,6 +212,12 @@ class WatchCache:
             return self._start_revision
         return self._events[0].revision - 1
 
+    def compacted(self, revision: int) -> None:
+        """The store forgot history up to `revision`: so does the window (older watches get 410)."""
+        while self._events and self._events[0].revision <= revision:
+            self._events.popleft()
+        self._start_revision = max(self._start_revision, revision)
+
     def subscribe(self, prefix: str) -> Subscription:
         sub = Subscription(self, prefix)
         self._subs.add(sub)

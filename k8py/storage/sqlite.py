@@ -696,21 +696,6 @@ class SQLiteStore:
                 await self._call_writer(lambda conn, lo=lo, hi=hi: _compact_chunk(conn, lo, hi))
                 self._compacted = lo = hi
 
-    async def run_compactor(self, *, interval: float = 300.0, min_retain: int = 1000) -> None:
-        """Compact every `interval` seconds, like kube-apiserver's compactor: to the
-        revision seen one interval ago, always keeping the last `min_retain`
-        revisions. Runs until cancelled."""
-        last = self._w_rev
-        while True:
-            await asyncio.sleep(interval)
-            target = min(last, self._w_rev - min_retain)
-            last = self._w_rev
-            if target > self._compacted:
-                try:
-                    await self.compact(target)
-                except StoreError:
-                    log.exception("sqlite store: compaction to %d failed", target)
-
 
 def _compact_chunk(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     """Compact revisions (lo, hi]. Order matters: superseded rows are found

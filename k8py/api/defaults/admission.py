@@ -27,5 +27,7 @@ def default_toleration_seconds(pod: Obj, *, seconds: int = DEFAULT_TOLERATION_SE
     tolerations = spec.get("tolerations") or []
     for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
         if not any(_tolerates(t, key) for t in tolerations):
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
+            tolerations.append(
+                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+            )
     spec["tolerations"] = tolerations

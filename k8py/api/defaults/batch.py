@@ -31,7 +31,9 @@ def default_job(job: Obj) -> None:
     set_if_unset(spec, "completionMode", "NonIndexed")
     set_if_unset(spec, "suspend", False)
     if spec.get("podReplacementPolicy") is None:
-        spec["podReplacementPolicy"] = "Failed" if spec.get("podFailurePolicy") is not None else "TerminatingOrFailed"
+        spec["podReplacementPolicy"] = (
+            "Failed" if spec.get("podFailurePolicy") is not None else "TerminatingOrFailed"
+        )
     set_if_unset(spec, "manualSelector", False)
     _default_pod_failure_policy(spec)
     default_pod_template(spec.get("template"))

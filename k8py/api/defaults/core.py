@@ -74,7 +74,12 @@ def _default_http_get(action: Obj | None) -> None:
 def _default_probe(probe: Obj | None) -> None:
     if probe is None:
         return
-    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+    for key, value in (
+        ("timeoutSeconds", 1),
+        ("periodSeconds", 10),
+        ("successThreshold", 1),
+        ("failureThreshold", 3),
+    ):
         set_if_zero(probe, key, value)
     _default_http_get(probe.get("httpGet"))
     if probe.get("grpc") is not None:
@@ -201,7 +206,9 @@ def default_pod(pod: Obj) -> None:
 
 def _externally_accessible(spec: Obj) -> bool:
     svc_type = spec.get("type")
-    return svc_type in ("LoadBalancer", "NodePort") or (svc_type == "ClusterIP" and bool(spec.get("externalIPs")))
+    return svc_type in ("LoadBalancer", "NodePort") or (
+        svc_type == "ClusterIP" and bool(spec.get("externalIPs"))
+    )
 
 
 def default_service_ip_families(service: Obj, *, family: str = "IPv4") -> None:
@@ -240,7 +247,11 @@ def default_service(service: Obj) -> None:
             port["targetPort"] = port.get("port", 0)
     if _externally_accessible(spec):
         set_if_zero(spec, "externalTrafficPolicy", "Cluster")
-    if spec.get("internalTrafficPolicy") is None and spec["type"] in ("NodePort", "LoadBalancer", "ClusterIP"):
+    if spec.get("internalTrafficPolicy") is None and spec["type"] in (
+        "NodePort",
+        "LoadBalancer",
+        "ClusterIP",
+    ):
         spec["internalTrafficPolicy"] = "Cluster"
     status = service.setdefault("status", {})
     load_balancer = status.setdefault("loadBalancer", {})  # a struct: Go always serializes it

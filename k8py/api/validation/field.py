@@ -20,7 +20,17 @@ from k8py.api.errors import cause
 
 Cause = dict[str, str]
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
 
 
 def go_quote(value: str) -> str:
@@ -74,11 +84,15 @@ def invalid(path: str, value: Any, detail: str) -> Cause:
 
 def not_supported(path: str, value: Any, supported: Iterable[str]) -> Cause:
     detail = ", ".join(go_quote(v) for v in supported)
-    return cause(path, _body(f"Unsupported value: {render(value)}", f"supported values: {detail}" if detail else ""), "FieldValueNotSupported")
+    return cause(
+        path,
+        _body(f"Unsupported value: {render(value)}", f"supported values: {detail}" if detail else ""),
+        "FieldValueNotSupported",
+    )
 
 
-def duplicate(path: str, value: Any) -> Cause:
-    return cause(path, f"Duplicate value: {render(value)}", "FieldValueDuplicate")
+def duplicate(path: str, value: Any, detail: str = "") -> Cause:
+    return cause(path, _body(f"Duplicate value: {render(value)}", detail), "FieldValueDuplicate")
 
 
 def not_found(path: str, value: Any, detail: str = "") -> Cause:
@@ -93,6 +107,13 @@ def too_long(path: str, max_bytes: int) -> Cause:
 def too_many(path: str, actual: int, max_items: int) -> Cause:
     unit = "item" if max_items == 1 else "items"
     return cause(path, f"Too many: {actual}: must have at most {max_items} {unit}", "FieldValueTooMany")
+
+
+def enum_value(path: str, value: Any, supported: tuple[str, ...]) -> list[Cause]:
+    """The usual switch over an enum field: empty is Required, an unknown value NotSupported."""
+    if value in supported:
+        return []
+    return [required(path)] if not value else [not_supported(path, value, supported)]
 
 
 def invalid_each(path: str, value: Any, messages: Iterable[str]) -> list[Cause]:

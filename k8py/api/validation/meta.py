@@ -20,7 +20,6 @@ from k8py.api.validation.field import (
     invalid,
     invalid_each,
     non_negative,
-    not_supported,
     required,
     too_long,
 )
@@ -82,14 +81,18 @@ def validate_owner_references(refs: list[Obj] | None, path: str) -> list[Cause]:
         group, version = _parse_api_version(ref.get("apiVersion", ""))
         kind = ref.get("kind", "")
         if not version:
-            causes.append(invalid(f"{path}.apiVersion", ref.get("apiVersion", ""), "version must not be empty"))
+            causes.append(
+                invalid(f"{path}.apiVersion", ref.get("apiVersion", ""), "version must not be empty")
+            )
         if not kind:
             causes.append(invalid(f"{path}.kind", kind, "must not be empty"))
         for key in ("name", "uid"):
             if not ref.get(key):
                 causes.append(invalid(f"{path}.{key}", ref.get(key, ""), "must not be empty"))
         if (group, version, kind) in _BANNED_OWNERS:
-            causes.append(invalid(path, ref, f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
+            causes.append(
+                invalid(path, ref, f"{group}/{version}, Kind={kind} is disallowed from being an owner")
+            )
         if ref.get("controller"):
             name = f"{kind}/{ref.get('name', '')}"
             if controller:
@@ -120,7 +123,9 @@ def validate_finalizers(finalizers: list[str] | None, path: str, *, kube_finaliz
 
 def validate_kube_finalizer_name(finalizer: str, path: str) -> list[Cause]:
     if "/" not in finalizer and finalizer not in STANDARD_FINALIZERS:
-        return [invalid(path, finalizer, "name is neither a standard finalizer name nor is it fully qualified")]
+        return [
+            invalid(path, finalizer, "name is neither a standard finalizer name nor is it fully qualified")
+        ]
     return []
 
 
@@ -149,7 +154,9 @@ def _validate_common(meta: Obj, namespaced: bool, path: str, *, kube_finalizers:
     causes += validate_labels(meta.get("labels"), f"{path}.labels")
     causes += validate_annotations(meta.get("annotations"), f"{path}.annotations")
     causes += validate_owner_references(meta.get("ownerReferences"), f"{path}.ownerReferences")
-    causes += validate_finalizers(meta.get("finalizers"), f"{path}.finalizers", kube_finalizers=kube_finalizers)
+    causes += validate_finalizers(
+        meta.get("finalizers"), f"{path}.finalizers", kube_finalizers=kube_finalizers
+    )
     causes += _validate_managed_fields(meta.get("managedFields"), f"{path}.managedFields")
     return causes
 
@@ -200,7 +207,11 @@ def validate_object_meta_update(
                 )
             )
     if not new.get("resourceVersion"):
-        causes.append(invalid(f"{path}.resourceVersion", new.get("resourceVersion", ""), "must be specified for an update"))
+        causes.append(
+            invalid(
+                f"{path}.resourceVersion", new.get("resourceVersion", ""), "must be specified for an update"
+            )
+        )
     if (new.get("generation") or 0) < (old.get("generation") or 0):
         causes.append(invalid(f"{path}.generation", new.get("generation") or 0, "must not be decremented"))
     for key, zero in (
@@ -222,7 +233,9 @@ def validate_object_meta_update(
     return causes
 
 
-def validate_label_selector(selector: Obj | None, path: str, *, allow_invalid_values: bool = False) -> list[Cause]:
+def validate_label_selector(
+    selector: Obj | None, path: str, *, allow_invalid_values: bool = False
+) -> list[Cause]:
     """ValidateLabelSelector; a nil selector is valid here (callers that need one say so)."""
     if selector is None:
         return []
@@ -232,11 +245,16 @@ def validate_label_selector(selector: Obj | None, path: str, *, allow_invalid_va
         operator, values = expr.get("operator", ""), expr.get("values") or []
         if operator in ("In", "NotIn"):
             if not values:
-                causes.append(required(f"{expr_path}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
+                causes.append(
+                    required(f"{expr_path}.values", "must be specified when `operator` is 'In' or 'NotIn'")
+                )
         elif operator in ("Exists", "DoesNotExist"):
             if values:
                 causes.append(
-                    forbidden(f"{expr_path}.values", "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
+                    forbidden(
+                        f"{expr_path}.values",
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    )
                 )
         else:
             causes.append(invalid(f"{expr_path}.operator", operator, "not a valid selector operator"))
@@ -263,12 +281,3 @@ def validate_has_label(meta: Obj | None, path: str, key: str, expected: str) -> 
     if labels[key] != expected:
         return [invalid(f"{path}.labels[{key}]", labels, f"must be '{expected}'")]
     return []
-
-
-def validate_not_supported(path: str, value: Any, supported: tuple[str, ...], *, allow_empty: bool = False) -> list[Cause]:
-    """The usual switch over an enum: empty is Required, an unknown value is NotSupported."""
-    if value in supported:
-        return []
-    if not value:
-        return [] if allow_empty else [required(path)]
-    return [not_supported(path, value, supported)]

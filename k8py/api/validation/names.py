@@ -30,7 +30,6 @@ _WILDCARD_DNS1123_SUBDOMAIN_FMT = "\\*\\." + _DNS1123_SUBDOMAIN_FMT
 _QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
 _CONFIG_MAP_KEY_FMT = "[-._a-zA-Z0-9]+"
-_ENV_VAR_NAME_FMT = "[-._a-zA-Z][-._a-zA-Z0-9]*"
 _PERCENT_FMT = "[0-9]+%"
 _HTTP_HEADER_NAME_FMT = "[-A-Za-z0-9]+"
 
@@ -50,19 +49,15 @@ _WILDCARD_DNS1123_SUBDOMAIN_MSG = (
     "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, "
     "which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character"
 )
-_QUALIFIED_NAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-)
+_QUALIFIED_NAME_MSG = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
 _LABEL_VALUE_MSG = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
     "and must start and end with an alphanumeric character"
 )
 _CONFIG_MAP_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
-_ENV_VAR_NAME_MSG = (
-    "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', "
-    "and must not start with a digit"
+_RELAXED_ENV_VAR_NAME_MSG = (
+    "a valid environment variable name must consist only of printable ASCII characters other than '='"
 )
-_RELAXED_ENV_VAR_NAME_MSG = "a valid environment variable name must consist only of printable ASCII characters other than '='"
 
 
 def _full(fmt: str) -> re.Pattern[str]:
@@ -76,7 +71,6 @@ _WILDCARD_DNS1123_SUBDOMAIN_RE = _full(_WILDCARD_DNS1123_SUBDOMAIN_FMT)
 _QUALIFIED_NAME_RE = _full(_QUALIFIED_NAME_FMT)
 _LABEL_VALUE_RE = _full(_LABEL_VALUE_FMT)
 _CONFIG_MAP_KEY_RE = _full(_CONFIG_MAP_KEY_FMT)
-_ENV_VAR_NAME_RE = _full(_ENV_VAR_NAME_FMT)
 _PERCENT_RE = _full(_PERCENT_FMT)
 _HTTP_HEADER_NAME_RE = _full(_HTTP_HEADER_NAME_FMT)
 _PORT_NAME_CHARSET_RE = re.compile("[-a-z0-9]+")
@@ -136,7 +130,9 @@ def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
     if len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
         errs.append(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH))
     if not _WILDCARD_DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(regex_error(_WILDCARD_DNS1123_SUBDOMAIN_MSG, _WILDCARD_DNS1123_SUBDOMAIN_FMT, "*.example.com"))
+        errs.append(
+            regex_error(_WILDCARD_DNS1123_SUBDOMAIN_MSG, _WILDCARD_DNS1123_SUBDOMAIN_FMT, "*.example.com")
+        )
     return errs
 
 
@@ -163,7 +159,10 @@ def is_qualified_name(value: str) -> list[str]:
     elif len(name) > QUALIFIED_NAME_MAX_LENGTH:
         errs.append("name part " + max_len_error(QUALIFIED_NAME_MAX_LENGTH))
     if not _QUALIFIED_NAME_RE.fullmatch(name):
-        errs.append("name part " + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc"))
+        errs.append(
+            "name part "
+            + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+        )
     return errs
 
 
@@ -192,13 +191,6 @@ def is_config_map_key(value: str) -> list[str]:
         errs.append(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH))
     if not _CONFIG_MAP_KEY_RE.fullmatch(value):
         errs.append(regex_error(_CONFIG_MAP_KEY_MSG, _CONFIG_MAP_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
-    return errs + _chdir_prefix_errors(value)
-
-
-def is_env_var_name(value: str) -> list[str]:
-    errs = []
-    if not _ENV_VAR_NAME_RE.fullmatch(value):
-        errs.append(regex_error(_ENV_VAR_NAME_MSG, _ENV_VAR_NAME_FMT, "my.env-name", "MY_ENV.NAME", "MyEnvName1"))
     return errs + _chdir_prefix_errors(value)
 
 
@@ -242,7 +234,13 @@ def is_valid_percent(percent: str) -> list[str]:
 def is_http_header_name(value: str) -> list[str]:
     if _HTTP_HEADER_NAME_RE.fullmatch(value):
         return []
-    return [regex_error("a valid HTTP header must consist of alphanumeric characters or '-'", _HTTP_HEADER_NAME_FMT, "X-Header-Name")]
+    return [
+        regex_error(
+            "a valid HTTP header must consist of alphanumeric characters or '-'",
+            _HTTP_HEADER_NAME_FMT,
+            "X-Header-Name",
+        )
+    ]
 
 
 def is_valid_user_id(uid: int) -> list[str]:

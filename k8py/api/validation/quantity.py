@@ -12,7 +12,9 @@ import re
 from decimal import ROUND_CEILING, Decimal
 from typing import NamedTuple
 
-QUANTITY_FORMAT_ERROR = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+QUANTITY_FORMAT_ERROR = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
 
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -49,7 +51,11 @@ def parse_quantity(text: object) -> Quantity | None:
 
 def _canonical(q: Quantity) -> str:
     # Like kube, never show more precision than nano: round up.
-    value = q.value.quantize(Decimal("1e-9"), rounding=ROUND_CEILING) if q.value.as_tuple().exponent < -9 else q.value
+    value = (
+        q.value.quantize(Decimal("1e-9"), rounding=ROUND_CEILING)
+        if q.value.as_tuple().exponent < -9
+        else q.value
+    )
     if value == 0:
         return "0"
     if q.format == "BinarySI" and abs(value) >= 1024 and value == value.to_integral_value():
