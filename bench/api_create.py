@@ -5,7 +5,7 @@ Starts a real `k8py up` in a subprocess on a fresh data dir, then:
 2. idle RSS of the whole `k8py up` process tree after it settled,
 3. 5,000 pod creates over HTTPS from 32 concurrent clients: creates/s, p50/p99 latency,
 4. the raw store's single-row commit rate measured in the same run with the same pragmas
-   (WAL, synchronous=NORMAL: an acknowledged write survives kill -9 of the server).
+   (WAL, synchronous=FULL: an acknowledged write is on disk).
 Writes bench/api_create.png (latency histogram) when matplotlib is installed.
 
     python bench/api_create.py [--pods 5000] [--clients 32]
@@ -182,4 +182,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

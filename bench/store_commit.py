@@ -1,7 +1,7 @@
 """Commit rates of the embedded store.
 
 1. The raw sqlite single-row commit rate: one 2 KB row per transaction,
-   sequential, with the store's pragmas (WAL, synchronous=NORMAL) and schema.
+   sequential, with the store's pragmas (WAL, synchronous=FULL) and schema.
    This is the ceiling of a store without group commit; the API benchmark
    imports `measure_single_row_commit_rate` to compare itself with it.
 2. SQLiteStore creates with 32 concurrent asyncio writers (group commit).
@@ -100,7 +100,7 @@ async def main() -> None:
         seq = await measure_store_create_rate(
             os.path.join(d, "seq.db"), args.n, writers=1, value_size=args.value_size
         )
-    print(f"sqlite single-row commits (sequential, WAL/NORMAL): {raw:10,.0f} rows/s")
+    print(f"sqlite single-row commits (sequential, WAL/FULL): {raw:10,.0f} rows/s")
     print(f"SQLiteStore creates, {args.writers} concurrent writers:        {conc:10,.0f} creates/s  ({conc / raw:.1f}x raw)")
     print(f"SQLiteStore creates, 1 sequential writer:          {seq:10,.0f} creates/s  ({seq / raw:.1f}x raw)")
     print(f"({args.n} keys, {args.value_size} B values)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
 import uuid
 from typing import Any
@@ -30,7 +31,8 @@ def format_time(value: dt.datetime) -> str:
 
 
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID; from `random`, not os.urandom: uids must be unique, not secret."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def generate_name(prefix: str) -> str:

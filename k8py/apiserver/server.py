@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import platform
@@ -134,6 +135,8 @@ class APIServer:
             self._runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
         )
         await site.start()
+        gc.collect()
+        gc.freeze()  # what start-up built (schemas, cache, registry) lives for good: keep it out of GC
         if self.config.compaction_interval > 0:
             self._compactor = asyncio.create_task(
                 run_compactor(

@@ -40,7 +40,7 @@ from k8py.api.validation import (
     storage,
 )
 from k8py.api.validation.field import Cause
-from k8py.api.validation.meta import Obj, validate_object_meta, validate_object_meta_update
+from k8py.api.validation.meta import Obj, validate_meta, validate_object_meta, validate_object_meta_update
 from k8py.api.validation.names import (
     NameValidator,
     is_config_map_key,
@@ -70,13 +70,7 @@ Validator = Callable[[Obj, Obj | None], list[Cause]]
 
 def _meta_only(name_fn: NameValidator, namespaced: bool) -> Validator:
     """A kind whose validation (as far as k8py goes) is its ObjectMeta under its own name rule."""
-
-    def validate_meta(obj: Obj, old: Obj | None) -> list[Cause]:
-        if old is None:
-            return validate_object_meta(obj.get("metadata"), namespaced, name_fn)
-        return validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
-
-    return validate_meta
+    return lambda obj, old: validate_meta(obj, old, namespaced, name_fn)
 
 
 _GROUPS = {

@@ -20,17 +20,14 @@ from k8py.api.validation.meta import (
     validate_annotations,
     validate_label_selector,
     validate_labels,
-    validate_object_meta,
-    validate_object_meta_update,
+    validate_meta,
 )
-from k8py.api.validation.names import is_valid_percent, name_is_dns_label, name_is_dns_subdomain
+from k8py.api.validation.names import (
+    is_valid_percent,
+    name_is_dns_label,
+    name_is_dns_subdomain,
+)
 from k8py.api.validation.pods import validate_pod_template_spec
-
-
-def _meta(obj: Obj, old: Obj | None, name_fn: Any) -> list[Cause]:
-    if old is None:
-        return validate_object_meta(obj.get("metadata"), True, name_fn)
-    return validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
 
 
 def _percent_value(value: Any) -> int | None:
@@ -127,7 +124,7 @@ def _validate_rolling_update_deployment(rolling: Obj, path: str) -> list[Cause]:
 
 def validate_deployment(deployment: Obj, old: Obj | None) -> list[Cause]:
     spec = deployment.get("spec") or {}
-    causes = _meta(deployment, old, name_is_dns_subdomain)
+    causes = validate_meta(deployment, old, True, name_is_dns_subdomain)
     causes += _replica_set_spec(spec)
     strategy = spec.get("strategy") or {}
     strategy_type = strategy.get("type", "")
@@ -164,7 +161,7 @@ def validate_deployment(deployment: Obj, old: Obj | None) -> list[Cause]:
 
 def validate_replica_set(replica_set: Obj, old: Obj | None) -> list[Cause]:
     spec = replica_set.get("spec") or {}
-    causes = _meta(replica_set, old, name_is_dns_subdomain)
+    causes = validate_meta(replica_set, old, True, name_is_dns_subdomain)
     causes += _replica_set_spec(spec)
     causes += non_negative("spec.minReadySeconds", spec.get("minReadySeconds", 0))
     return causes + _selector_immutable(replica_set, old)
@@ -186,7 +183,7 @@ def _validate_rolling_update_daemon_set(rolling: Obj, path: str) -> list[Cause]:
 
 def validate_daemon_set(daemon_set: Obj, old: Obj | None) -> list[Cause]:
     spec = daemon_set.get("spec") or {}
-    causes = _meta(daemon_set, old, name_is_dns_subdomain)
+    causes = validate_meta(daemon_set, old, True, name_is_dns_subdomain)
     selector = spec.get("selector")
     causes += validate_label_selector(selector, "spec.selector")
     template = spec.get("template") or {}
@@ -217,7 +214,7 @@ def validate_daemon_set(daemon_set: Obj, old: Obj | None) -> list[Cause]:
 
 def validate_stateful_set(stateful_set: Obj, old: Obj | None) -> list[Cause]:
     spec = stateful_set.get("spec") or {}
-    causes = _meta(stateful_set, old, name_is_dns_label)
+    causes = validate_meta(stateful_set, old, True, name_is_dns_label)
     policy = spec.get("podManagementPolicy", "")
     if not policy:
         causes.append(required("spec.podManagementPolicy"))
@@ -311,7 +308,7 @@ def validate_stateful_set(stateful_set: Obj, old: Obj | None) -> list[Cause]:
 
 
 def validate_controller_revision(revision: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(revision, old, name_is_dns_subdomain)
+    causes = validate_meta(revision, old, True, name_is_dns_subdomain)
     if revision.get("data") is None:
         causes.append(required("data", "data is mandatory"))
     causes += non_negative("revision", revision.get("revision", 0))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from k8py.api.validation.field import Cause, invalid, invalid_each, required
-from k8py.api.validation.meta import Obj, validate_object_meta, validate_object_meta_update
+from k8py.api.validation.meta import Obj, validate_meta
 from k8py.api.validation.names import is_path_segment_name, name_is_dns_subdomain
 
 
 def validate_hpa(hpa: Obj, old: Obj | None) -> list[Cause]:
-    if old is None:
-        causes = validate_object_meta(hpa.get("metadata"), True, name_is_dns_subdomain)
-    else:
-        causes = validate_object_meta_update(hpa.get("metadata"), old.get("metadata"))
+    causes = validate_meta(hpa, old, True, name_is_dns_subdomain)
     spec = hpa.get("spec") or {}
     min_replicas, max_replicas = spec.get("minReplicas"), spec.get("maxReplicas", 0)
     if min_replicas is not None and min_replicas < 1:

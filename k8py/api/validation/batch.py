@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Any
 
 from k8py.api.defaults.batch import CONTROLLER_UID_LABELS, JOB_NAME_LABELS
 from k8py.api.validation.field import (
@@ -26,6 +25,7 @@ from k8py.api.validation.meta import (
     as_selector,
     validate_has_label,
     validate_label_selector,
+    validate_meta,
     validate_object_meta,
     validate_object_meta_update,
 )
@@ -358,10 +358,7 @@ def validate_cron_job(cron_job: Obj, old: Obj | None) -> list[Cause]:
     spec = cron_job.get("spec") or {}
     meta = cron_job.get("metadata") or {}
     old_spec: Obj = (old or {}).get("spec") or {}
-    if old is None:
-        causes = validate_object_meta(meta, True, name_is_dns_subdomain)
-    else:
-        causes = validate_object_meta_update(meta, old.get("metadata"))
+    causes = validate_meta(cron_job, old, True, name_is_dns_subdomain)
     schedule = spec.get("schedule", "")
     if not schedule:
         causes.append(required("spec.schedule"))
@@ -381,7 +378,7 @@ def validate_cron_job(cron_job: Obj, old: Obj | None) -> list[Cause]:
     causes += _validate_job_template_spec(spec.get("jobTemplate") or {}, "spec.jobTemplate")
     for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
         causes += non_negative(f"spec.{key}", spec.get(key))
-    name: Any = meta.get("name", "")
+    name = meta.get("name", "")
     if old is None and len(name) > CRON_JOB_NAME_MAX_LENGTH:
         causes.append(
             invalid("metadata.name", name, f"must be no more than {CRON_JOB_NAME_MAX_LENGTH} characters")

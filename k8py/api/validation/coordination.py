@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from k8py.api.validation.field import Cause, invalid
-from k8py.api.validation.meta import Obj, validate_object_meta, validate_object_meta_update
+from k8py.api.validation.meta import Obj, validate_meta
 from k8py.api.validation.names import name_is_dns_subdomain
 
 
 def validate_lease(lease: Obj, old: Obj | None) -> list[Cause]:
-    if old is None:
-        causes = validate_object_meta(lease.get("metadata"), True, name_is_dns_subdomain)
-    else:
-        causes = validate_object_meta_update(lease.get("metadata"), old.get("metadata"))
+    causes = validate_meta(lease, old, True, name_is_dns_subdomain)
     spec = lease.get("spec") or {}
     duration, transitions = spec.get("leaseDurationSeconds"), spec.get("leaseTransitions")
     if duration is not None and duration <= 0:

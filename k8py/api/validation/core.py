@@ -31,6 +31,7 @@ from k8py.api.validation.meta import (
     validate_label_name,
     validate_label_selector,
     validate_labels,
+    validate_meta,
     validate_object_meta,
     validate_object_meta_update,
 )
@@ -58,13 +59,6 @@ from k8py.api.validation.pods import (
 )
 
 MAX_SECRET_SIZE = 1024 * 1024
-
-
-def _meta(obj: Obj, old: Obj | None, namespaced: bool, name_fn: Any) -> list[Cause]:
-    """ObjectMeta on create; on update the identity checks (the name, immutable, is not re-judged)."""
-    if old is None:
-        return validate_object_meta(obj.get("metadata"), namespaced, name_fn)
-    return validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
 
 
 # --- Services -------------------------------------------------------------------------------------
@@ -386,7 +380,7 @@ def _validate_service_update(spec: Obj, old_spec: Obj) -> list[Cause]:
 
 
 def validate_service(service: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(service, old, True, name_is_dns1035_label)
+    causes = validate_meta(service, old, True, name_is_dns1035_label)
     if old is not None:
         causes += _validate_service_update(service.get("spec") or {}, old.get("spec") or {})
     return causes + _validate_service_spec(service)
@@ -418,7 +412,7 @@ def _immutable_contents(obj: Obj, old: Obj, contents: dict[str, tuple[Any, Any]]
 
 
 def validate_config_map(config_map: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(config_map, old, True, name_is_dns_subdomain)
+    causes = validate_meta(config_map, old, True, name_is_dns_subdomain)
     if old is not None:
         causes += _immutable_contents(
             config_map,
@@ -448,7 +442,7 @@ def _secret_data(secret: Obj) -> dict[str, bytes]:
 
 
 def validate_secret(secret: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(secret, old, True, name_is_dns_subdomain)
+    causes = validate_meta(secret, old, True, name_is_dns_subdomain)
     if old is not None:
         causes += immutable("type", secret.get("type", ""), old.get("type", ""))
         causes += _immutable_contents(secret, old, {"data": (_secret_data(secret), _secret_data(old))})
@@ -481,9 +475,9 @@ def validate_secret(secret: Obj, old: Obj | None) -> list[Cause]:
 
 
 def validate_namespace(namespace: Obj, old: Obj | None) -> list[Cause]:
+    causes = validate_meta(namespace, old, False, name_is_dns_label)
     if old is not None:
-        return validate_object_meta_update(namespace.get("metadata"), old.get("metadata"))
-    causes = validate_object_meta(namespace.get("metadata"), False, name_is_dns_label)
+        return causes
     for finalizer in (namespace.get("spec") or {}).get("finalizers") or []:
         causes += invalid_each("spec.finalizers", finalizer, is_qualified_name(finalizer))
         causes += validate_kube_finalizer_name(finalizer, "spec.finalizers")
@@ -512,7 +506,7 @@ def _validate_taints(taints: list[Obj] | None, path: str) -> list[Cause]:
 
 def validate_node(node: Obj, old: Obj | None) -> list[Cause]:
     spec, old_spec = node.get("spec") or {}, (old or {}).get("spec") or {}
-    causes = _meta(node, old, False, name_is_dns_subdomain)
+    causes = validate_meta(node, old, False, name_is_dns_subdomain)
     # Upstream reports spec.taints under metadata; so do we.
     causes += _validate_taints(spec.get("taints"), "metadata.taints")
     for key in ("capacity", "allocatable"):
@@ -540,7 +534,7 @@ def validate_node(node: Obj, old: Obj | None) -> list[Cause]:
 
 
 def validate_endpoints(endpoints: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(endpoints, old, True, name_is_dns_subdomain)
+    causes = validate_meta(endpoints, old, True, name_is_dns_subdomain)
     for i, subset in enumerate(endpoints.get("subsets") or []):
         idx = f"subsets[{i}]"
         if not subset.get("addresses") and not subset.get("notReadyAddresses"):
@@ -601,7 +595,7 @@ def _validate_access_modes(modes: list[str], path: str) -> list[Cause]:
 
 def validate_persistent_volume(volume: Obj, old: Obj | None) -> list[Cause]:
     spec = volume.get("spec") or {}
-    causes = _meta(volume, old, False, name_is_dns_subdomain)
+    causes = validate_meta(volume, old, False, name_is_dns_subdomain)
     modes = spec.get("accessModes") or []
     if not modes:
         causes.append(required("spec.accessModes"))
@@ -670,7 +664,7 @@ def validate_pvc_spec(spec: Obj, path: str) -> list[Cause]:
 
 
 def validate_persistent_volume_claim(claim: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(claim, old, True, name_is_dns_subdomain)
+    causes = validate_meta(claim, old, True, name_is_dns_subdomain)
     spec = claim.get("spec") or {}
     causes += validate_pvc_spec(spec, "spec")
     if old is not None:
@@ -702,7 +696,7 @@ def validate_persistent_volume_claim(claim: Obj, old: Obj | None) -> list[Cause]
 
 def validate_replication_controller(rc: Obj, old: Obj | None) -> list[Cause]:
     spec = rc.get("spec") or {}
-    causes = _meta(rc, old, True, name_is_dns_subdomain)
+    causes = validate_meta(rc, old, True, name_is_dns_subdomain)
     causes += non_negative("spec.minReadySeconds", spec.get("minReadySeconds", 0))
     selector = spec.get("selector") or {}
     if not selector:
@@ -731,12 +725,12 @@ def validate_replication_controller(rc: Obj, old: Obj | None) -> list[Cause]:
 
 
 def validate_pod_template(pod_template: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(pod_template, old, True, name_is_dns_subdomain)
+    causes = validate_meta(pod_template, old, True, name_is_dns_subdomain)
     return causes + validate_pod_template_spec(pod_template.get("template"), "template")
 
 
 def validate_resource_quota(quota: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(quota, old, True, name_is_dns_subdomain)
+    causes = validate_meta(quota, old, True, name_is_dns_subdomain)
     for name, raw in ((quota.get("spec") or {}).get("hard") or {}).items():
         causes += invalid_each(f"spec.hard[{name}]", name, is_qualified_name(name))
         causes += validate_resource_quantity(name, raw, f"spec.hard[{name}]")[1]
@@ -750,7 +744,7 @@ def validate_resource_quota(quota: Obj, old: Obj | None) -> list[Cause]:
 
 
 def validate_limit_range(limit_range: Obj, old: Obj | None) -> list[Cause]:
-    causes = _meta(limit_range, old, True, name_is_dns_subdomain)
+    causes = validate_meta(limit_range, old, True, name_is_dns_subdomain)
     types: set[str] = set()
     for i, item in enumerate((limit_range.get("spec") or {}).get("limits") or []):
         kind = item.get("type", "")

@@ -11,7 +11,7 @@ from k8py.api.validation.field import (
     required,
     too_many,
 )
-from k8py.api.validation.meta import Obj, validate_object_meta, validate_object_meta_update
+from k8py.api.validation.meta import Obj, validate_meta
 from k8py.api.validation.names import is_dns1123_label, is_valid_ip, is_valid_port_num, name_is_dns_subdomain
 from k8py.api.validation.pods import PROTOCOLS
 
@@ -22,10 +22,8 @@ MAX_PORTS = 20000
 
 
 def validate_endpoint_slice(slice_: Obj, old: Obj | None) -> list[Cause]:
-    if old is None:
-        causes = validate_object_meta(slice_.get("metadata"), True, name_is_dns_subdomain)
-    else:
-        causes = validate_object_meta_update(slice_.get("metadata"), old.get("metadata"))
+    causes = validate_meta(slice_, old, True, name_is_dns_subdomain)
+    if old is not None:
         causes += immutable("addressType", slice_.get("addressType", ""), old.get("addressType", ""))
     address_type = slice_.get("addressType", "")
     if not address_type:

@@ -183,6 +183,14 @@ def validate_object_meta(
     return causes + _validate_common(meta, namespaced, path, kube_finalizers=kube_finalizers)
 
 
+def validate_meta(obj: Obj, old: Obj | None, namespaced: bool, name_fn: NameValidator) -> list[Cause]:
+    """A kind's ObjectMeta: on create under its name rule, on update the update rules
+    (the name is immutable, so it is not judged again)."""
+    if old is None:
+        return validate_object_meta(obj.get("metadata"), namespaced, name_fn)
+    return validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
+
+
 def _go_string_slice(values: list[str]) -> str:
     return "[]string{" + ", ".join(f'"{v}"' for v in values) + "}"
 

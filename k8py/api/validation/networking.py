@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from k8py.api.validation.field import (
     Cause,
@@ -18,8 +17,7 @@ from k8py.api.validation.field import (
 from k8py.api.validation.meta import (
     Obj,
     validate_label_selector,
-    validate_object_meta,
-    validate_object_meta_update,
+    validate_meta,
 )
 from k8py.api.validation.names import (
     is_dns1123_subdomain,
@@ -38,12 +36,6 @@ from k8py.api.validation.pods import PROTOCOLS
 _PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
 _INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
 _INVALID_PATH_SUFFIXES = ("/..", "/.")
-
-
-def _meta(obj: Obj, old: Obj | None, namespaced: bool) -> list[Cause]:
-    if old is None:
-        return validate_object_meta(obj.get("metadata"), namespaced, name_is_dns_subdomain)
-    return validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
 
 
 def _validate_policy_port(port: Obj, path: str) -> list[Cause]:
@@ -111,7 +103,7 @@ def _validate_peer(peer: Obj, path: str) -> list[Cause]:
 
 def validate_network_policy(policy: Obj, old: Obj | None) -> list[Cause]:
     spec = policy.get("spec") or {}
-    causes = _meta(policy, old, True)
+    causes = validate_meta(policy, old, True, name_is_dns_subdomain)
     causes += validate_label_selector(spec.get("podSelector") or {}, "spec.podSelector")
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
         for i, rule in enumerate(spec.get(direction) or []):
@@ -199,7 +191,7 @@ def _validate_host(host: str, path: str) -> list[Cause]:
 
 def validate_ingress(ingress: Obj, old: Obj | None) -> list[Cause]:
     spec = ingress.get("spec") or {}
-    causes = _meta(ingress, old, True)
+    causes = validate_meta(ingress, old, True, name_is_dns_subdomain)
     rules = spec.get("rules") or []
     if not rules and spec.get("defaultBackend") is None:
         causes.append(invalid("spec", rules, "either `defaultBackend` or `rules` must be specified"))
@@ -244,13 +236,13 @@ def validate_ingress(ingress: Obj, old: Obj | None) -> list[Cause]:
 
 def validate_ingress_class(ingress_class: Obj, old: Obj | None) -> list[Cause]:
     spec = ingress_class.get("spec") or {}
-    causes = _meta(ingress_class, old, False)
+    causes = validate_meta(ingress_class, old, False, name_is_dns_subdomain)
     controller = spec.get("controller", "")
     if not controller:
         causes.append(required("spec.controller"))
     elif len(controller) > 250:
         causes.append(too_long("spec.controller", 250))
-    parameters: Any = spec.get("parameters")
+    parameters = spec.get("parameters")
     if parameters is not None:
         path = "spec.parameters"
         for key in ("kind", "name"):

@@ -7,17 +7,10 @@ minimalNameRequirements allows.
 from __future__ import annotations
 
 from k8py.api.validation.field import Cause, GoStruct, invalid, invalid_each, not_supported, required
-from k8py.api.validation.meta import Obj, validate_object_meta, validate_object_meta_update
+from k8py.api.validation.meta import Obj, validate_meta
 from k8py.api.validation.names import name_is_dns_subdomain, name_is_path_segment
 
 GROUP_NAME = "rbac.authorization.k8s.io"
-
-
-def _meta(obj: Obj, old: Obj | None, namespaced: bool) -> list[Cause]:
-    causes = validate_object_meta(obj.get("metadata"), namespaced, name_is_path_segment)
-    if old is not None:
-        causes += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
-    return causes
 
 
 def _validate_policy_rule(rule: Obj, namespaced: bool, path: str) -> list[Cause]:
@@ -49,7 +42,7 @@ def _validate_policy_rule(rule: Obj, namespaced: bool, path: str) -> list[Cause]
 
 
 def _validate_role(role: Obj, old: Obj | None, namespaced: bool) -> list[Cause]:
-    causes = _meta(role, old, namespaced)
+    causes = validate_meta(role, old, namespaced, name_is_path_segment)
     for i, rule in enumerate(role.get("rules") or []):
         causes += _validate_policy_rule(rule, namespaced, f"rules[{i}]")
     return causes
@@ -92,7 +85,7 @@ def _role_ref(binding: Obj) -> GoStruct:
 
 
 def _validate_binding(binding: Obj, old: Obj | None, namespaced: bool) -> list[Cause]:
-    causes = _meta(binding, old, namespaced)
+    causes = validate_meta(binding, old, namespaced, name_is_path_segment)
     ref = binding.get("roleRef") or {}
     if ref.get("apiGroup", "") != GROUP_NAME:
         causes.append(not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), (GROUP_NAME,)))
