@@ -131,7 +131,7 @@ def test_watch_too_old_is_410_and_continue_expires(tmp_path: Path) -> None:
 
         def compacted() -> bool:
             http(c, "POST", base, {"metadata": {"generateName": "tick-"}})
-            w = WatchStream(c, f"{base}?watch=1&resourceVersion=2")
+            w = WatchStream(c, f"{base}?watch=1&resourceVersion={old_rv}")
             try:
                 first = w.take(1)[0]
             finally:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k8py.api.defaults import prepare_job, prepare_namespace
 from k8py.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
@@ -38,11 +39,6 @@ def _pod_create_status(obj: Obj) -> None:
     obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
 
 
-def _namespace_create(obj: Obj) -> None:
-    obj["status"] = {"phase": "Active"}
-    obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
-
-
 def _namespace_update(new: Obj, old: Obj) -> None:
     """spec.finalizers change only through the finalize subresource."""
     finalizers = (old.get("spec") or {}).get("finalizers")
@@ -55,6 +51,11 @@ def _namespace_update(new: Obj, old: Obj) -> None:
 
 def _clear_status(obj: Obj) -> None:
     obj.pop("status", None)
+
+
+def _job_create(obj: Obj) -> None:
+    _clear_status(obj)
+    prepare_job(obj)
 
 
 def _empty_status(obj: Obj) -> None:
@@ -139,7 +140,7 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ),
     ("", "Namespace"): Strategy(
         selectable_fields=("status.phase",),
-        prepare_for_create=_namespace_create,
+        prepare_for_create=prepare_namespace,
         prepare_for_update=_namespace_update,
         return_deleted_object=True,
     ),
@@ -163,7 +164,7 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("apps", "StatefulSet"): _WORKLOAD,
     ("apps", "DaemonSet"): _WORKLOAD,
     ("batch", "Job"): Strategy(
-        selectable_fields=("status.successful",), tracks_generation=True, prepare_for_create=_clear_status
+        selectable_fields=("status.successful",), tracks_generation=True, prepare_for_create=_job_create
     ),
     ("batch", "CronJob"): _WORKLOAD,
     ("autoscaling", "HorizontalPodAutoscaler"): _WORKLOAD,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from k8py.api import errors
+from k8py.api.defaults import default_toleration_seconds
 from k8py.api.registry import ResourceInfo
 from k8py.apiserver.watchcache import WatchCache
 
@@ -139,14 +140,7 @@ class DefaultTolerationSeconds:
     def admit(self, attrs: Attributes) -> None:
         if attrs.info.kind != "Pod" or attrs.info.group or attrs.operation != "CREATE" or attrs.subresource:
             return
-        spec = (attrs.obj or {}).setdefault("spec", {})
-        tolerations = spec.setdefault("tolerations", [])
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-            if any(t.get("key") == key or (t.get("operator") == "Exists" and not t.get("key")) for t in tolerations):
-                continue
-            tolerations.append(
-                {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            )
+        default_toleration_seconds(attrs.obj or {})
 
 
 class ServiceAllocator:

@@ -383,7 +383,8 @@ def _decode_fields(obj: Obj, info: ResourceInfo, mode: str, raw: bytes | None, *
     """Strict field validation, then drop unknown fields as decoding into kube's types does."""
     type_schema = _schema_of(info)
     warnings = fieldvalidation.check(obj, type_schema, mode, raw, patch=patch)
-    fieldvalidation.prune(obj, type_schema)
+    if mode == "Ignore" or any(w.startswith("unknown field") for w in warnings):
+        fieldvalidation.prune(obj, type_schema)
     return warnings
 
 

@@ -137,6 +137,7 @@ async def serve_watch(
     initial: list[Obj] = []
     history: list[WatchEvent] | None = []
     store_events: AsyncIterator[list[Event]] | None = None
+    too_old: errors.StatusError | None = None
     start_revision = 0
     if rv in ("", "0") or send_initial:
         if rv == "":
@@ -154,7 +155,10 @@ async def serve_watch(
         sub = cache.subscribe(prefix)
         if history is None:
             sub.close()
-            store_events = await cache.store_history(prefix, start_revision)
+            try:
+                store_events = await cache.store_history(prefix, start_revision)
+            except CompactedError as e:
+                too_old = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
 
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
     response.enable_chunked_encoding()
@@ -162,6 +166,10 @@ async def serve_watch(
     enc = _Encoder(request, info, output)
     deadline = asyncio.get_running_loop().time() + timeout
     last = start_revision
+    if too_old is not None:
+        await response.write(_error_event(too_old))
+        await response.write_eof()
+        return response
     try:
         if initial:
             await response.write(b"".join(enc.event("ADDED", o) for o in initial))
@@ -232,7 +240,7 @@ async def _stream_store(
                 await _write_events(response, enc, events, match)
                 if events:
                     last = events[-1].revision
-    except CompactedError as e:
+    except CompactedError as e:  # compacted while we read
         await response.write(_error_event(errors.gone(f"too old resource version: {e.requested} ({e.compacted})")))
     except TimeoutError:
         pass
