@@ -199,12 +199,21 @@ class ResourceHandler:
         return updated
 
     def _object_response(
-        self, request: web.Request, info: ResourceInfo, obj: Obj, status: int = 200, warnings: list[str] | None = None
+        self,
+        request: web.Request,
+        info: ResourceInfo,
+        obj: Obj,
+        status: int = 200,
+        warnings: list[str] | None = None,
+        *,
+        printed_as: tuple[str, str] | None = None,
     ) -> web.Response:
+        """`obj` as asked for; `printed_as` (group, kind) when it is not `info`'s kind (Scale)."""
         output = choose_output(request.headers.get("Accept", ""))
         if output.as_kind == "Table":
+            group, kind = printed_as or (info.group, info.kind)
             body = printers.table(
-                info.group, info.kind, [obj], _now(), include_object=request.query.get("includeObject", "Metadata"),
+                group, kind, [obj], _now(), include_object=request.query.get("includeObject", "Metadata"),
                 list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
             )
         elif output.as_kind == "PartialObjectMetadata":
@@ -305,7 +314,8 @@ class ResourceHandler:
             }
 
         if ri.verb == "get":
-            return json_response(to_scale(await self.store.get(info, ri.namespace, ri.name)))
+            scale = to_scale(await self.store.get(info, ri.namespace, ri.name))
+            return self._object_response(request, info, scale, printed_as=("autoscaling", "Scale"))
         raw = await read_body(request)
         content_type = request.headers.get("Content-Type", "")
         scale_schema = schema.for_kind("autoscaling", "v1", "Scale")
@@ -334,7 +344,7 @@ class ResourceHandler:
             return cur
 
         updated, _ = await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, client_rv=client_rv)
-        return json_response(to_scale(updated))
+        return self._object_response(request, info, to_scale(updated), printed_as=("autoscaling", "Scale"))
 
     async def _binding(self, binding: Obj, ri: RequestInfo, info: ResourceInfo, ctx: Context) -> web.Response:
         target = binding.get("target") or {}
