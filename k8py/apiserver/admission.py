@@ -8,6 +8,7 @@ from the watch cache, never from the store directly.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import random
 from dataclasses import dataclass, field
@@ -48,18 +49,24 @@ class Plugin(Protocol):
 
 
 class Chain:
+    """Plugins' `admit`/`validate` may be plain or async methods (webhooks are async)."""
+
     def __init__(self, plugins: list[Any]) -> None:
         self.plugins = plugins
 
-    def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> None:
         for p in self.plugins:
             if hasattr(p, "admit"):
-                p.admit(attrs)
+                result = p.admit(attrs)
+                if inspect.isawaitable(result):
+                    await result
 
-    def validate(self, attrs: Attributes) -> None:
+    async def validate(self, attrs: Attributes) -> None:
         for p in self.plugins:
             if hasattr(p, "validate"):
-                p.validate(attrs)
+                result = p.validate(attrs)
+                if inspect.isawaitable(result):
+                    await result
 
 
 class NamespaceLifecycle:

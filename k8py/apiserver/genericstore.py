@@ -283,9 +283,9 @@ class GenericStore:
         if strategy.prepare_for_create:
             strategy.prepare_for_create(obj)
         attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run)
-        self.admission.admit(attrs)
+        await self.admission.admit(attrs)
         self._validate(info, obj, None)
-        self.admission.validate(attrs)
+        await self.admission.validate(attrs)
         stored = to_storage(info, obj)
         key = info.key(namespace, md["name"])
         if ctx.dry_run:
@@ -370,7 +370,7 @@ class GenericStore:
             rv = new_md.get("resourceVersion") or client_rv
             if rv and rv != current_rv:
                 raise errors.stale_conflict(info.group, info.resource, name)
-            result = self._prepare_update(ctx, info, strategy, new, current, subresource)
+            result = await self._prepare_update(ctx, info, strategy, new, current, subresource)
             if result is None:  # nothing changed: no write, like etcd3 GuaranteedUpdate
                 return current, False
             stored = to_storage(info, result)
@@ -398,7 +398,7 @@ class GenericStore:
         md = obj.get("metadata") or {}
         return bool(md.get("deletionTimestamp")) and not md.get("finalizers") and not md.get("deletionGracePeriodSeconds")
 
-    def _prepare_update(
+    async def _prepare_update(
         self, ctx: Context, info: ResourceInfo, strategy: Strategy, new: Obj, old: Obj, subresource: str
     ) -> Obj | None:
         new_md, old_md = meta.metadata(new), old["metadata"]
@@ -447,9 +447,9 @@ class GenericStore:
         if new == old:
             return None
         attrs = Attributes("UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, subresource, ctx.user, ctx.dry_run)
-        self.admission.admit(attrs)
+        await self.admission.admit(attrs)
         self._validate(info, new, old)
-        self.admission.validate(attrs)
+        await self.admission.validate(attrs)
         return new
 
     async def delete(
@@ -499,7 +499,7 @@ class GenericStore:
                     f"ResourceVersion in object meta: {md.get('resourceVersion')}",
                 )
             attrs = Attributes("DELETE", info, namespace, name, None, current, "", ctx.user, ctx.dry_run)
-            self.admission.validate(attrs)
+            await self.admission.validate(attrs)
             finalizers = list(md.get("finalizers") or [])
             marker = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy or "")
             if marker and marker not in finalizers and not md.get("deletionTimestamp"):
