@@ -252,6 +252,8 @@ class APIServer:
 
     def _group_discovery(self, request: web.Request) -> web.Response:
         parts = request.path.strip("/").split("/")
+        if len(parts) == 1:  # "/api/", "/apis/"
+            return self._discovery_response(request, parts[0] == "api")
         body: bytes | None = None
         if parts[0] == "api" and len(parts) == 2:
             body = self.discovery.resource_list("", parts[1])
