@@ -111,10 +111,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test (left behind: deleting namespaces needs the namespace controller)."""
+    """A fresh namespace per test (left behind: deleting namespaces needs the namespace controller).
+
+    Yielded once its `default` ServiceAccount and `kube-root-ca.crt` ConfigMap exist, as in any kube
+    namespace, so that they never appear in the middle of a test's watch."""
     name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{os.getpid() % 1000}"
     name = "".join(ch for ch in name if ch.isalnum() or ch == "-")[:60].strip("-")
     cluster.kubectl("create", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+    for path in ("serviceaccounts/default", "configmaps/kube-root-ca.crt"):
+        wait_for(lambda p=path: http(cluster, "GET", f"/api/v1/namespaces/{name}/{p}").status == 200, what=path)
     yield name
 
 

@@ -641,32 +641,32 @@ def test_merging_primitive_lists_and_status_conditions() -> None:
     [
         (
             template_patch({"containers": [{"image": "nginx"}]}),
-            500,
+            400,
             "map: map[image:nginx] does not contain declared merge key: name",
         ),
         (
             template_patch({"containers": [{"$patch": "delete", "image": "x"}]}),
-            500,
+            400,
             "map: map[$patch:delete image:x] does not contain declared merge key: name",
         ),
         (
             template_patch({"containers": [{"$patch": "merge"}]}),
-            500,
+            400,
             "merging lists cannot yet be specified in the patch",
         ),
         (
             template_patch({"containers": [{"name": "nginx", "$patch": "frob"}]}),
-            500,
+            400,
             "unknown patch type: frob in map: map[$patch:frob name:nginx]",
         ),
         (
             {"metadata": {"labels": {"$patch": "merge"}}},
-            500,
+            400,
             "unknown patch type: merge in map: map[$patch:merge]",
         ),
         (
             template_patch({"containers": ["nginx"]}),
-            500,
+            400,
             "list element types are not identical: "
             "[[map[env:[map[name:A value:1] map[name:B value:2]] image:nginx:1.25 name:nginx "
             "ports:[map[containerPort:80 protocol:TCP]] resources:map[limits:map[cpu:500m memory:128Mi]] "
@@ -695,12 +695,12 @@ def test_merging_primitive_lists_and_status_conditions() -> None:
         ),
         (
             template_patch({"$setElementOrder/containers": "nginx"}),
-            500,
+            400,
             "expected a []interface {}, but received a string",
         ),
         (
             template_patch({"$setElementOrder/containers": [{"name": "x"}], "containers": [{"name": "y"}]}),
-            500,
+            400,
             "the order in patch list:\n[map[name:y]]\n doesn't match $setElementOrder list:\n[map[name:x]]",
         ),
         (
@@ -710,13 +710,13 @@ def test_merging_primitive_lists_and_status_conditions() -> None:
                     "containers": [{"name": "nginx"}, {"name": "sidecar"}],
                 }
             ),
-            500,
+            400,
             "the order in patch list:\n[map[name:nginx] map[name:sidecar]]\n doesn't match $setElementOrder list:\n"
             "[map[name:sidecar] map[name:nginx]]",
         ),
         (
             template_patch({"$setElementOrder/containers": ["nginx"], "containers": [{"name": "nginx"}]}),
-            500,
+            400,
             "expected a map[string]interface {}, but received a string",
         ),
     ],
@@ -725,7 +725,7 @@ def test_smp_errors(patch: dict[str, Any], code: int, message: str) -> None:
     with pytest.raises(StatusError) as err:
         strategic_merge_patch(deployment(), patch, DEPLOYMENT)
     assert (err.value.code, err.value.message) == (code, message)
-    assert err.value.reason == {400: "BadRequest", 500: ""}[code]
+    assert err.value.reason == "BadRequest"  # upstream answers the Go errors 500; k8py never does
 
 
 def test_smp_list_of_lists_is_generic_422() -> None:

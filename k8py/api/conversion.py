@@ -6,11 +6,13 @@ is only stamping apiVersion/kind. Two pairs differ in shape:
 - events.k8s.io/v1 Event <-> core/v1 Event (stored as core/v1).
 Fields a version cannot hold travel in annotations, as kube does for HPA v1
 (`autoscaling.alpha.kubernetes.io/...`) — here only the CPU target is mapped.
+Custom resources convert with their CRD's strategy None: only apiVersion changes.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from k8py.api.registry import ResourceInfo
@@ -34,8 +36,7 @@ def to_storage(info: ResourceInfo, obj: Obj) -> Obj:
     if info.group_version == info.storage_version:
         obj["apiVersion"], obj["kind"] = info.api_version, info.kind
         return obj
-    convert = _CONVERTERS[(info.group_version, info.storage_version, info.kind)]
-    out = convert(obj)
+    out = _converter(info, info.group_version, info.storage_version)(obj)
     out["apiVersion"], out["kind"] = info.storage_version, info.kind
     return out
 
@@ -46,10 +47,15 @@ def from_storage(info: ResourceInfo, obj: Obj) -> Obj:
         if obj.get("apiVersion") == info.api_version and obj.get("kind") == info.kind:
             return obj
         return {**obj, "apiVersion": info.api_version, "kind": info.kind}
-    convert = _CONVERTERS[(info.storage_version, info.group_version, info.kind)]
-    out = convert(obj)
+    out = _converter(info, info.storage_version, info.group_version)(obj)
     out["apiVersion"], out["kind"] = info.api_version, info.kind
     return out
+
+
+def _converter(info: ResourceInfo, source: str, target: str) -> Callable[[Obj], Obj]:
+    if info.custom is not None:
+        return dict  # conversion strategy None: a shallow copy that only changes apiVersion
+    return _CONVERTERS[(source, target, info.kind)]
 
 
 def _hpa_v1_to_v2(obj: Obj) -> Obj:

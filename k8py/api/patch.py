@@ -36,12 +36,16 @@ Errors mirror kube-apiserver's answers (handlers/patch.go):
   to an error in our request" and empty details, as upstream, which drops the
   library's message; ours is kept as the exception's `__cause__` (a
   `PatchFailure`) for logs;
+- a JSON patch whose `copy` operations add more than 3 MiB, kube-apiserver's
+  `JSONPatchMaxCopyBytes`, is that generic 422 too;
 - strategic merge: malformed `$retainKeys`, `$setElementOrder` or
   `$deleteFromPrimitiveList` directives are 400 BadRequest, a list of lists is
   the generic 422, and everything else upstream reports as a plain Go error
   (missing merge key, unknown `$patch`, list items of mixed types, patch list
-  out of `$setElementOrder` order) is a 500 with an empty reason and upstream's
-  message, which is how kube-apiserver answers a non-Status error;
+  out of `$setElementOrder` order) is, with upstream's message, a 400
+  BadRequest: kube-apiserver answers a non-Status error with a 500, but a bad
+  patch is the client's error and k8py never answers 500 for one;
+- a body, or a JSON patch result, nested deeper than `nesting.MAX_DEPTH`: 400 BadRequest;
 - an unknown Content-Type: 415 UnsupportedMediaType.
 """
 
@@ -53,6 +57,7 @@ from typing import Any
 
 import orjson
 
+from k8py.api import nesting
 from k8py.api import schema as schemas
 from k8py.api.errors import StatusError, bad_request, too_large
 
@@ -64,6 +69,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 # apply included, though `apply_patch` leaves that one to the field manager).
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 MAX_JSON_PATCH_OPERATIONS = 10000
+MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024  # kube-apiserver's JSONPatchMaxCopyBytes
 
 Object = dict[str, Any]
 Schema = schemas.Schema
@@ -88,6 +94,7 @@ def apply_patch(doc: Object, patch_bytes: bytes, content_type: str, schema: Sche
         ops = _decode(patch_bytes)
         return json_patch(doc, [] if ops is None else ops)
     if media_type == MERGE_PATCH:
+        nesting.check_json(patch_bytes)
         try:
             patch = orjson.loads(patch_bytes)
         except orjson.JSONDecodeError:
@@ -113,6 +120,7 @@ def apply_patch(doc: Object, patch_bytes: bytes, content_type: str, schema: Sche
 
 
 def _decode(body: bytes) -> Any:
+    nesting.check_json(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -172,23 +180,26 @@ def json_patch(doc: Object, ops: list[Any]) -> Object:
             f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}"
         )
     result = _clone(doc)
+    copied = [0]  # bytes the copy operations added so far
     try:
         for op in ops:
-            result = _apply_op(result, op or {})
+            result = _apply_op(result, op or {}, copied)
     except PatchFailure as e:
         raise StatusError(422, "Invalid", _INVALID_MESSAGE, details={}) from e
     return result
 
 
-def _apply_op(doc: Object, op: Object) -> Object:
+def _apply_op(doc: Object, op: Object, copied: list[int]) -> Object:
     kind = op.get("op")
     if not isinstance(kind, str):
         kind = "unknown"
-    if kind not in _OPS:
+    if kind not in _OPS and kind != "copy":
         raise PatchFailure(f"Unexpected kind: {kind}")
     path = op.get("path")
     if not isinstance(path, str):
         raise PatchFailure(f"{kind} operation failed to decode path: missing value")
+    if kind == "copy":
+        return _op_copy(doc, op, path, copied)
     return _OPS[kind](doc, op, path)
 
 
@@ -254,7 +265,7 @@ def _op_add(doc: Object, op: Object, path: str) -> Object:
     if found is None:
         raise PatchFailure(f'add operation does not apply: doc is missing path: "{path}": missing value')
     try:
-        _add(*found, _clone(op.get("value")))
+        _add(*found, _nested(path, _clone(op.get("value"))))
     except PatchFailure as e:
         raise PatchFailure(f"error in add for path: '{path}': {e}") from None
     return doc
@@ -272,7 +283,7 @@ def _op_remove(doc: Object, op: Object, path: str) -> Object:
 
 
 def _op_replace(doc: Object, op: Object, path: str) -> Object:
-    value = _clone(op.get("value"))
+    value = _nested(path, _clone(op.get("value")))
     if path == "":
         if not isinstance(value, dict):
             raise PatchFailure("replace operation value must be object")
@@ -316,13 +327,13 @@ def _op_move(doc: Object, op: Object, path: str) -> Object:
             f"move operation does not apply: doc is missing destination path: {path}: missing value"
         )
     try:
-        _add(*target, value)
+        _add(*target, _nested(path, value))
     except PatchFailure as e:
         raise PatchFailure(f"error in move for path: '{path}': {e}") from None
     return doc
 
 
-def _op_copy(doc: Object, op: Object, path: str) -> Object:
+def _op_copy(doc: Object, op: Object, path: str, copied: list[int]) -> Object:
     source = op.get("from")
     if not isinstance(source, str):
         raise PatchFailure(
@@ -334,9 +345,16 @@ def _op_copy(doc: Object, op: Object, path: str) -> Object:
             f"copy operation does not apply: doc is missing from path: {source}: missing value"
         )
     try:
-        value = _clone(_get(*found))
+        encoded = orjson.dumps(_get(*found))
     except PatchFailure as e:
         raise PatchFailure(f"error in copy for from: '{source}': {e}") from None
+    copied[0] += len(encoded)
+    if copied[0] > MAX_JSON_PATCH_COPY_BYTES:
+        raise PatchFailure(
+            f"Unable to complete the copy, the accumulated size increase of copy is {copied[0]}, "
+            f"exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+        )
+    value = _nested(path, orjson.loads(encoded))
     target = _locate(doc, path)
     if target is None:
         raise PatchFailure(
@@ -347,6 +365,14 @@ def _op_copy(doc: Object, op: Object, path: str) -> Object:
     except PatchFailure as e:
         raise PatchFailure(f"error while adding value during copy: {e}") from None
     return doc
+
+
+def _nested(path: str, value: Any) -> Any:
+    """`value`, which is put at `path`: 400 if it would nest the document deeper than nesting allows."""
+    level = path.count("/")
+    if isinstance(value, dict | list) and level + nesting.depth(value, nesting.MAX_DEPTH - level) > nesting.MAX_DEPTH:
+        raise nesting.too_deep()
+    return value
 
 
 def _op_test(doc: Object, op: Object, path: str) -> Object:
@@ -374,7 +400,6 @@ _OPS: dict[str, Callable[[Object, Object, str], Object]] = {
     "remove": _op_remove,
     "replace": _op_replace,
     "move": _op_move,
-    "copy": _op_copy,
     "test": _op_test,
 }
 
@@ -417,16 +442,16 @@ def strategic_merge_patch(doc: Object, patch: Object, schema: Schema | None) -> 
     return _merge_map(_clone(doc), patch, schema)
 
 
-def _go(value: Any) -> str:
+def go_value(value: Any) -> str:
     """A decoded JSON value as Go's `%v` prints it (upstream's messages embed these)."""
     if value is None:
         return "<nil>"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go(value[k])}" for k in sorted(value)) + "]"
+        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value)) + "]"
     if isinstance(value, list):
-        return "[" + " ".join(_go(v) for v in value) + "]"
+        return "[" + " ".join(go_value(v) for v in value) + "]"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
         return str(int(value))
     return str(value)
@@ -443,8 +468,8 @@ def _go_type(value: Any) -> str:
 
 
 def _fail(message: str) -> StatusError:
-    """A plain Go error in upstream, which kube-apiserver answers as a 500 with no reason."""
-    return StatusError(500, "", message)
+    """A plain Go error in upstream (a 500 there): the client's bad patch, so 400 here."""
+    return bad_request(message)
 
 
 def _bad_type(expected: str, value: Any) -> StatusError:
@@ -452,7 +477,7 @@ def _bad_type(expected: str, value: Any) -> StatusError:
 
 
 def _no_merge_key(item: Object, merge_key: str) -> StatusError:
-    return _fail(f"map: {_go(item)} does not contain declared merge key: {merge_key}")
+    return _fail(f"map: {go_value(item)} does not contain declared merge key: {merge_key}")
 
 
 def _patch_meta(field: Schema | None) -> tuple[str, str]:
@@ -462,7 +487,7 @@ def _patch_meta(field: Schema | None) -> tuple[str, str]:
     strategies = [s for s in field.get("x-kubernetes-patch-strategy", "").split(",") if s]
     others = [s for s in strategies if s != "retainKeys"]
     if len(others) > 1 or len(strategies) > 2:
-        raise _fail(f"unexpected patch strategy: {_go(strategies)}")
+        raise _fail(f"unexpected patch strategy: {go_value(strategies)}")
     return (others[0] if others else ""), field.get("x-kubernetes-patch-merge-key", "")
 
 
@@ -494,7 +519,7 @@ def _merge_map(original: Object, patch: Object, schema: Schema | None) -> Object
             return _merge_map({}, {k: v for k, v in patch.items() if k != _DIRECTIVE}, schema)
         if directive == "delete":
             return {}
-        raise _fail(f"unknown patch type: {_go(directive)} in map: {_go(patch)}")
+        raise _fail(f"unknown patch type: {go_value(directive)} in map: {go_value(patch)}")
     pending = dict(patch)
     if _RETAIN_KEYS in pending:
         keep = pending.pop(_RETAIN_KEYS)
@@ -552,7 +577,7 @@ def _element_kind(*lists: list[Any]) -> str:
             "lists of lists are not supported"
         )
     if len(kinds) > 1:
-        raise _fail(f"list element types are not identical: {_go(list(lists))}")
+        raise _fail(f"list element types are not identical: {go_value(list(lists))}")
     return "map" if isinstance(first, dict) else "scalar"
 
 
@@ -607,7 +632,7 @@ def _list_directives(
         elif directive == "merge":
             raise _fail("merging lists cannot yet be specified in the patch")
         else:
-            raise _fail(f"unknown patch type: {_go(directive)} in map: {_go(item)}")
+            raise _fail(f"unknown patch type: {go_value(directive)} in map: {go_value(item)}")
     if replace:
         return [_fresh(item, items) for item in rest], []
     return original, rest
@@ -704,7 +729,7 @@ def _check_order(patch: list[Any], order: list[Any], merge_key: str) -> None:
         o += 1
     if p < len(patch_items):
         raise _fail(
-            f"the order in patch list:\n{_go(patch)}\n doesn't match {_ORDER_PREFIX} list:\n{_go(order)}"
+            f"the order in patch list:\n{go_value(patch)}\n doesn't match {_ORDER_PREFIX} list:\n{go_value(order)}"
         )
 
 

@@ -8,12 +8,21 @@ categories and subresources, plus where the objects live in the store
 (events in core/v1 and events.k8s.io/v1; HPAs in autoscaling/v1 and v2): they
 name the same `storage_prefix` and the same `storage_version`, and
 `k8py.api.conversion` converts between them.
+
+Custom resources join at run time (`k8py.apiextensions`): their ResourceInfos
+carry the CRD version's behaviour in `custom`. The registry is read by worker
+threads (OpenAPI documents are built off the event loop), so changes replace
+its dicts and lists instead of mutating them: a reader keeps a consistent view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from k8py.apiextensions.customresource import CustomResource
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -43,6 +52,7 @@ class ResourceInfo:
     storage_version: str = ""  # apiVersion objects are stored in ("v1", "autoscaling/v2"); defaults to own
     preferred: bool = True  # is `version` the group's preferred version
     singular: str = field(default="")
+    custom: CustomResource | None = field(default=None, compare=False, repr=False)  # a CRD's served version
 
     def __post_init__(self) -> None:
         if not self.storage_prefix:
@@ -61,8 +71,13 @@ class ResourceInfo:
         return self.group_version
 
     @property
+    def stored(self) -> bool:
+        """False for create-only resources (bindings, access and token reviews): answered, never stored."""
+        return self.verbs != ("create",)
+
+    @property
     def list_kind(self) -> str:
-        return f"{self.kind}List"
+        return self.custom.list_kind if self.custom is not None else f"{self.kind}List"
 
     def subresource(self, name: str) -> Subresource | None:
         for s in self.subresources:
@@ -179,6 +194,18 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         subresources=(Subresource("proxy", "ServiceProxyOptions", verbs=("create", "delete", "get", "patch", "update")), STATUS),
         storage_prefix="/registry/services/specs",
     ),
+    # apiextensions.k8s.io/v1
+    _r(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
+        subresources=(STATUS,),
+        storage_prefix="/registry/apiextensions.k8s.io/customresourcedefinitions",
+    ),
     # admissionregistration.k8s.io/v1 (stored and served; webhooks are not called yet)
     _r("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False),
     _r("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False),
@@ -192,6 +219,13 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     _r(
         "apps", "v1", "statefulsets", "StatefulSet", short_names=("sts",), categories=("all",), subresources=(SCALE, STATUS)
     ),
+    # authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews (k8py.apiserver.authreviews)
+    _r("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),
+    _r("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=("create",)),
+    _r("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=("create",)),
     # autoscaling: v2 preferred, v1 served from the same storage
     _r(
         "autoscaling",
@@ -267,23 +301,19 @@ class Registry:
             self.add(r)
 
     def add(self, r: ResourceInfo) -> None:
-        self._by_gvr[(r.group, r.version, r.resource)] = r
-        self._by_gvk.setdefault((r.group, r.version, r.kind), r)
-        versions = self._groups.setdefault(r.group, [])
+        self._by_gvr = {**self._by_gvr, (r.group, r.version, r.resource): r}
+        if (r.group, r.version, r.kind) not in self._by_gvk:
+            self._by_gvk = {**self._by_gvk, (r.group, r.version, r.kind): r}
+        versions = self._groups.get(r.group, [])
         if r.version not in versions:
-            if r.preferred:
-                versions.insert(0, r.version)
-            else:
-                versions.append(r.version)
+            versions = [r.version, *versions] if r.preferred else [*versions, r.version]
+            self._groups = {**self._groups, r.group: versions}
 
     def remove_group_version(self, group: str, version: str) -> None:
-        for k in [k for k in self._by_gvr if k[0] == group and k[1] == version]:
-            r = self._by_gvr.pop(k)
-            self._by_gvk.pop((r.group, r.version, r.kind), None)
-        if group in self._groups and version in self._groups[group]:
-            self._groups[group].remove(version)
-            if not self._groups[group]:
-                del self._groups[group]
+        self._by_gvr = {k: r for k, r in self._by_gvr.items() if k[:2] != (group, version)}
+        self._by_gvk = {k: r for k, r in self._by_gvk.items() if k[:2] != (group, version)}
+        groups = {g: [v for v in vs if g != group or v != version] for g, vs in self._groups.items()}
+        self._groups = {g: vs for g, vs in groups.items() if vs}
 
     def get(self, group: str, version: str, resource: str) -> ResourceInfo | None:
         return self._by_gvr.get((group, version, resource))

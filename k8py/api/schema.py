@@ -5,16 +5,20 @@ Its `_definitions.json` holds every API type as JSON Schema (`$defs`, refs as
 and the strategic-merge metadata (`x-kubernetes-patch-merge-key`,
 `x-kubernetes-patch-strategy`, `x-kubernetes-list-type`, ...). Everything the
 API server derives from types (OpenAPI, strategic merge patch, strict field
-validation) walks these through the helpers here.
+validation) walks these through the helpers here. `schema_for` is the one
+lookup by served resource: a custom resource's schema comes from its CRD.
 """
 
 from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from k8py.api.registry import ResourceInfo
 
 Schema = dict[str, Any]
 REF_PREFIX = "#/$defs/"
@@ -44,6 +48,14 @@ def definition_name(group: str, version: str, kind: str) -> str | None:
 def for_kind(group: str, version: str, kind: str) -> Schema | None:
     name = definition_name(group, version, kind)
     return definitions()[name] if name else None
+
+
+def schema_for(info: ResourceInfo) -> Schema | None:
+    """The type schema of a served resource: its kind's, or a CRD version's openAPIV3Schema in
+    these walkers' dialect (`k8py.api.structural.typeschema`); None for a kind without one."""
+    if info.custom is not None:
+        return info.custom.type_schema
+    return for_kind(info.group, info.version, info.kind)
 
 
 def resolve(schema: Schema | None) -> Schema | None:

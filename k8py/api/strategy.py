@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8py.api.defaults import prepare_job, prepare_namespace
+from k8py.api.defaults.apiextensions import prepare_crd_create, prepare_crd_update
 from k8py.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
@@ -89,6 +90,8 @@ class Strategy:
     graceful_delete: Callable[[Obj, int | None], int] | None = None
     # Does DELETE answer with the deleted object (else a Success Status)?
     return_deleted_object: bool = False
+    # Finalizers the first DELETE adds, so that a controller cleans up first (CRDs: their objects).
+    delete_finalizers: tuple[str, ...] = ()
 
     def field_set(self, obj: Obj) -> dict[str, str]:
         meta = obj.get("metadata") or {}
@@ -130,6 +133,7 @@ _EVENT_FIELDS = (
     "type",
 )
 _WORKLOAD = Strategy(tracks_generation=True, prepare_for_create=_clear_status)
+CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 
 STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "Pod"): Strategy(
@@ -157,6 +161,12 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "PersistentVolumeClaim"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
     ("", "PersistentVolume"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
     ("", "ResourceQuota"): Strategy(prepare_for_create=_clear_status),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): Strategy(
+        tracks_generation=True,
+        prepare_for_create=prepare_crd_create,
+        prepare_for_update=prepare_crd_update,
+        delete_finalizers=(CRD_CLEANUP_FINALIZER,),
+    ),
     ("apps", "Deployment"): _WORKLOAD,
     ("apps", "ReplicaSet"): Strategy(
         selectable_fields=("status.replicas",), tracks_generation=True, prepare_for_create=_clear_status
@@ -182,6 +192,8 @@ DEFAULT_STRATEGY = Strategy()
 
 
 def strategy_for(info: ResourceInfo) -> Strategy:
+    if info.custom is not None:
+        return info.custom.strategy
     return STRATEGIES.get((info.group, info.kind), DEFAULT_STRATEGY)
 
 

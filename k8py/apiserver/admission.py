@@ -1,9 +1,19 @@
 """Admission: the plugins kube-apiserver runs between authorization and storage.
 
 Each plugin is an object with optional `admit` (mutating) and `validate`
-methods taking `Attributes`. The chain runs every `admit` in order, then (after
-the object's own validation) every `validate`. Plugins read cluster state
-from the watch cache, never from the store directly.
+methods taking `Attributes`, plain or async. The chain runs every `admit` in
+order, then (after the object's own validation) every `validate`. Plugins read
+cluster state from the watch cache, never from the store directly.
+
+Reinvocation is kube's: when a mutating webhook changed the object, the whole
+mutating phase runs once more (`attrs.reinvoking`), so that built-in plugins
+see what webhooks added and webhooks with `reinvocationPolicy: IfNeeded` see
+what later webhooks changed. Built-in plugins are therefore idempotent.
+
+This module holds the chain, the request attributes and the plugins small
+enough to live here; the others are in `k8py.apiserver.admission_plugins`,
+webhooks in `k8py.apiserver.webhooks`. `admission_plugins.default_chain`
+assembles them in kube's recommended order.
 """
 
 from __future__ import annotations
@@ -29,10 +39,13 @@ class UserInfo:
     name: str
     groups: list[str] = field(default_factory=list)
     uid: str = ""
+    extra: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class Attributes:
+    """admission.Attributes: one request as admission sees it. `obj` is mutated in place."""
+
     operation: str  # CREATE, UPDATE, DELETE, CONNECT
     info: ResourceInfo
     namespace: str
@@ -42,10 +55,33 @@ class Attributes:
     subresource: str
     user: UserInfo
     dry_run: bool
+    warnings: list[str] = field(default_factory=list)  # answered as Warning headers
+    reinvoke: bool = False  # a webhook changed the object: run the mutating phase again
+    reinvoking: bool = False  # this is that second run
+    reinvocation_state: dict[str, Any] = field(default_factory=dict)  # per plugin, kept across both runs
 
 
 class Plugin(Protocol):
     name: str
+
+
+def forbidden(attrs: Attributes, reason: str) -> errors.StatusError:
+    """admission.NewForbidden: `<resource> "<name>" is forbidden: <reason>`, details naming the object."""
+    info = attrs.info
+    name = attrs.name or (attrs.obj or {}).get("metadata", {}).get("generateName") or "Unknown"
+    resource = f"{info.resource}.{info.group}" if info.group else info.resource
+    return errors.StatusError(
+        403,
+        "Forbidden",
+        f'{resource} "{name}" is forbidden: {reason}',
+        details={"name": name, **({"group": info.group} if info.group else {}), "kind": info.resource},
+    )
+
+
+def aggregate(messages: list[str]) -> str:
+    """utilerrors.NewAggregate(...).Error(): one message as is, several (deduplicated) in brackets."""
+    unique = list(dict.fromkeys(messages))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
 
 
 class Chain:
@@ -55,6 +91,12 @@ class Chain:
         self.plugins = plugins
 
     async def admit(self, attrs: Attributes) -> None:
+        await self._admit_once(attrs)
+        if attrs.reinvoke:
+            attrs.reinvoking = True
+            await self._admit_once(attrs)
+
+    async def _admit_once(self, attrs: Attributes) -> None:
         for p in self.plugins:
             if hasattr(p, "admit"):
                 result = p.admit(attrs)
@@ -68,6 +110,12 @@ class Chain:
                 if inspect.isawaitable(result):
                     await result
 
+    async def close(self) -> None:
+        """Release what plugins hold (the webhooks' HTTP client)."""
+        for p in self.plugins:
+            if hasattr(p, "close"):
+                await p.close()
+
 
 class NamespaceLifecycle:
     """No content in namespaces that are missing or terminating; the system namespaces are immortal."""
@@ -78,44 +126,46 @@ class NamespaceLifecycle:
         self._cache = cache
         self._ns = namespaces
 
-    def validate(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> None:
         info = attrs.info
-        if info.resource == "namespaces" and info.group == "" and attrs.operation == "DELETE":
-            if attrs.name in IMMORTAL_NAMESPACES:
-                raise errors.forbidden(
-                    f'namespaces "{attrs.name}" is forbidden: this namespace may not be deleted'
-                )
+        if info.resource == "namespaces" and info.group == "":
+            if attrs.operation == "DELETE" and attrs.name in IMMORTAL_NAMESPACES:
+                raise forbidden(attrs, "this namespace may not be deleted")
             return
-        if not info.namespaced or attrs.operation != "CREATE":
+        if not info.namespaced or attrs.operation == "DELETE":
             return
-        ns = self._cache.get(self._ns.key("", attrs.namespace))
+        key = self._ns.key("", attrs.namespace)
+        ns = self._cache.get(key)
         if ns is None:
-            raise errors.not_found("", "namespaces", attrs.namespace)
+            await self._cache.sync()  # kube looks again (live) before refusing: the namespace may be brand new
+            ns = self._cache.get(key)
+            if ns is None:
+                raise errors.not_found("", "namespaces", attrs.namespace)
+        if attrs.operation != "CREATE":
+            return
         if (ns.get("status") or {}).get("phase") == "Terminating" or ns["metadata"].get("deletionTimestamp"):
             if info.resource == "events" and not info.group:
                 return
-            raise errors.StatusError(
-                403,
-                "Forbidden",
-                f'{info.resource}{"." + info.group if info.group else ""} "{attrs.name}" is forbidden: '
-                f"unable to create new content in namespace {attrs.namespace} because it is being terminated",
-                details={
-                    "name": attrs.name,
-                    **({"group": info.group} if info.group else {}),
-                    "kind": info.resource,
-                    "causes": [
-                        {
-                            "reason": "NamespaceTerminating",
-                            "message": f"namespace {attrs.namespace} is being terminated",
-                            "field": "metadata.namespace",
-                        }
-                    ],
-                },
+            err = forbidden(
+                attrs, f"unable to create new content in namespace {attrs.namespace} because it is being terminated"
             )
+            assert err.details is not None
+            err.details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {attrs.namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise err
 
 
 class Priority:
-    """Resolve a pod's priorityClassName to spec.priority (0 with no class, as with no global default)."""
+    """Pods get the priority (and preemption policy) of their PriorityClass, or of the global default one.
+
+    Without a class and without a global default: priority 0, PreemptLowerPriority. A pod may not
+    state a priority or policy other than its class's; only one PriorityClass may be the default.
+    """
 
     name = "Priority"
 
@@ -123,20 +173,60 @@ class Priority:
         self._cache = cache
         self._pc = priority_classes
 
+    def _global_default(self) -> Obj | None:
+        """The global default class; the lowest value when a race made several."""
+        defaults = [pc for pc in self._cache.list(self._pc.prefix()) if pc.get("globalDefault")]
+        return min(defaults, key=lambda pc: pc.get("value", 0), default=None)
+
     def admit(self, attrs: Attributes) -> None:
-        if attrs.info.kind != "Pod" or attrs.info.group or attrs.operation != "CREATE" or attrs.subresource:
+        info = attrs.info
+        if info.group or info.resource != "pods" or attrs.subresource or attrs.obj is None:
             return
-        spec = (attrs.obj or {}).setdefault("spec", {})
+        spec = attrs.obj.setdefault("spec", {})
+        if attrs.operation == "UPDATE":
+            old_spec = (attrs.old or {}).get("spec") or {}
+            for key in ("priority", "preemptionPolicy"):  # set at creation: kept (validation forbids changes)
+                if spec.get(key) is None and old_spec.get(key) is not None:
+                    spec[key] = old_spec[key]
+            return
+        if attrs.operation != "CREATE":
+            return
         name = spec.get("priorityClassName")
-        if not name:
-            spec.setdefault("priority", 0)
+        if name:
+            pc = self._cache.get(self._pc.key("", name))
+            if pc is None:
+                raise forbidden(attrs, f"no PriorityClass with name {name} was found")
+        else:
+            pc = self._global_default() or {"value": 0, "preemptionPolicy": "PreemptLowerPriority"}
+            if "metadata" in pc:
+                spec["priorityClassName"] = pc["metadata"]["name"]
+        priority, policy = pc.get("value", 0), pc.get("preemptionPolicy")
+        computed = "priority admission controller computed"
+        if spec.get("priority") is not None and spec["priority"] != priority:
+            raise forbidden(
+                attrs,
+                f"the integer value of priority ({spec['priority']}) must not be provided in pod spec; "
+                f"{computed} {priority} from the given PriorityClass name",
+            )
+        spec["priority"] = priority
+        if policy is not None:
+            if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
+                raise forbidden(
+                    attrs,
+                    f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be provided in pod spec; "
+                    f"{computed} {policy} from the given PriorityClass name",
+                )
+            spec["preemptionPolicy"] = policy
+
+    def validate(self, attrs: Attributes) -> None:
+        info = attrs.info
+        if info.group != self._pc.group or info.resource != "priorityclasses" or not (attrs.obj or {}).get("globalDefault"):
             return
-        pc = self._cache.get(self._pc.key("", name))
-        if pc is None:
-            raise errors.forbidden(f"pods \"{attrs.name}\" is forbidden: no PriorityClass with name {name} was found")
-        spec["priority"] = pc.get("value", 0)
-        if "preemptionPolicy" in pc:
-            spec["preemptionPolicy"] = pc["preemptionPolicy"]
+        current = self._global_default()
+        if current is not None and (attrs.operation == "CREATE" or current["metadata"]["name"] != attrs.name):
+            raise forbidden(
+                attrs, f"PriorityClass {current['metadata']['name']} is already marked as default. Only one default can exist"
+            )
 
 
 class DefaultTolerationSeconds:
@@ -190,6 +280,8 @@ class ServiceAllocator:
             return
         if attrs.operation not in ("CREATE", "UPDATE") or attrs.obj is None:
             return
+        if attrs.reinvoking:
+            return  # kube allocates in the REST storage, once per request: reinvocation never reaches it
         spec = attrs.obj.setdefault("spec", {})
         old_spec = (attrs.old or {}).get("spec") or {}
         used_ips, used_ports = self._used()

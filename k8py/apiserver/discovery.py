@@ -105,7 +105,7 @@ class Discovery:
                     entry["shortNames"] = list(r.short_names)
                 if r.categories:
                     entry["categories"] = list(r.categories)
-                if "create" in r.verbs and r.kind != "Binding":
+                if r.stored:
                     entry["storageVersionHash"] = _storage_version_hash(r)
                 items.append(entry)
                 for s in r.subresources:

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from k8py.api import errors, meta
+from k8py.api import errors, fieldmanager, meta
 from k8py.api.conversion import from_storage, from_wire, to_storage
 from k8py.api.defaults import apply_defaults
 from k8py.api.registry import ResourceInfo
+from k8py.api.schema import schema_for
 from k8py.api.selectors import FieldSelector, LabelSelector
 from k8py.api.strategy import Strategy, strategy_for
 from k8py.api.validation import validate
@@ -40,6 +41,7 @@ from k8py.storage.interface import (
 
 Obj = dict[str, Any]
 MAX_CONFLICT_RETRIES = 5
+_MAX_RV = 1 << 63  # revisions are etcd's int64
 # Server-managed metadata a client cannot set or change.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink")
 
@@ -50,8 +52,12 @@ class Context:
 
     user: UserInfo
     dry_run: bool = False
-    field_manager: str = ""
+    # The managedFields manager: the request's fieldManager or User-Agent; the API server's own writes
+    # are kube-apiserver's, as its loopback client's User-Agent makes them upstream.
+    field_manager: str = "kube-apiserver"
     warnings: list[str] = field(default_factory=list)
+    subresource: str = ""  # the request's subresource, as managedFields entries name it
+    applied: bool = False  # server-side apply already set the object's managedFields
 
 
 @dataclass
@@ -76,6 +82,13 @@ def _spec_of(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
+def _after(seconds: int) -> str:
+    """The time `seconds` from now; a grace period reaching past year 9999 ends there."""
+    now = dt.datetime.now(dt.UTC)
+    last = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return meta.format_time(now + dt.timedelta(seconds=seconds) if seconds < (last - now).total_seconds() else last)
+
+
 def encode_continue(revision: int, start: str) -> str:
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -85,7 +98,7 @@ def decode_continue(token: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = orjson.loads(raw)
-        if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("rv"), int):
+        if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("rv"), int) or not 0 <= data["rv"] < _MAX_RV:
             raise ValueError
         start = str(data.get("start", ""))
         if ".." in start.split("/") or start.startswith("/"):
@@ -98,7 +111,7 @@ def decode_continue(token: str) -> tuple[int, str]:
 def parse_resource_version(rv: str) -> int:
     try:
         value = int(rv)
-        if value < 0:
+        if not 0 <= value < _MAX_RV:
             raise ValueError
         return value
     except ValueError:
@@ -199,7 +212,7 @@ class GenericStore:
         while True:
             want = max(limit - len(items), 0) if limit else 0
             try:
-                page = await self.store.list(prefix, start_key=key, limit=want and max(want, 100), revision=revision)
+                page = await self.store.list(prefix, start_key=key, limit=want and min(max(want, 100), 10_000), revision=revision)
             except CompactedError:
                 raise errors.gone(
                     "The provided continue parameter is too old to display a consistent list result. "
@@ -282,7 +295,8 @@ class GenericStore:
         apply_defaults(info.group, info.version, info.kind, obj)
         if strategy.prepare_for_create:
             strategy.prepare_for_create(obj)
-        attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run)
+        self._record_fields(ctx, info, None, obj, subresource)
+        attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run, ctx.warnings)
         await self.admission.admit(attrs)
         self._validate(info, obj, None)
         await self.admission.validate(attrs)
@@ -346,17 +360,19 @@ class GenericStore:
         subresource: str = "",
         client_rv: str = "",
         may_create: bool = False,
+        force_allow_create: bool = False,
     ) -> tuple[Obj, bool]:
         """Read, transform, write conditionally; retry on conflicts unless the client pinned a resourceVersion.
 
         `transform` gets the current object in `info`'s version (a copy it may change, or None when
-        missing) and returns the desired object."""
+        missing) and returns the desired object. A missing object is created when `may_create` and the kind
+        allows create-on-update, or always with `force_allow_create` (server-side apply)."""
         strategy = strategy_for(info)
         key = info.key(namespace, name)
         for _ in range(MAX_CONFLICT_RETRIES):
             current_stored = await self._current(info, namespace, name)
             if current_stored is None:
-                if may_create and strategy.allow_create_on_update and not subresource:
+                if (force_allow_create or may_create and strategy.allow_create_on_update) and not subresource:
                     new = transform(None)
                     meta.metadata(new).pop("resourceVersion", None)
                     return await self.create(ctx, info, namespace, new), True
@@ -391,6 +407,15 @@ class GenericStore:
             stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
             return from_storage(info, stored), False
         raise errors.conflict(info.group, info.resource, name, "too many conflicts, please retry")
+
+    @staticmethod
+    def _record_fields(ctx: Context, info: ResourceInfo, old: Obj | None, new: Obj, subresource: str) -> None:
+        """managedFields for a write that is not a server-side apply (kube's field manager, operation Update)."""
+        if not ctx.applied:
+            fieldmanager.record_update(
+                old, new, manager=ctx.field_manager, api_version=info.api_version, schema=schema_for(info),
+                scope=fieldmanager.scope_of(info, subresource), subresource=ctx.subresource,
+            )
 
     @staticmethod
     def _finalized(obj: Obj) -> bool:
@@ -444,9 +469,12 @@ class GenericStore:
                     [errors.cause("metadata.finalizers", "Forbidden: no new finalizers can be added if the object is being deleted", "FieldValueForbidden")],
                 )
         new_md["resourceVersion"] = old_md["resourceVersion"]
+        self._record_fields(ctx, info, old, new, subresource)
         if new == old:
             return None
-        attrs = Attributes("UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, subresource, ctx.user, ctx.dry_run)
+        attrs = Attributes(
+            "UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, subresource, ctx.user, ctx.dry_run, ctx.warnings
+        )
         await self.admission.admit(attrs)
         self._validate(info, new, old)
         await self.admission.validate(attrs)
@@ -498,9 +526,12 @@ class GenericStore:
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {md.get('resourceVersion')}",
                 )
-            attrs = Attributes("DELETE", info, namespace, name, None, current, "", ctx.user, ctx.dry_run)
+            attrs = Attributes("DELETE", info, namespace, name, None, current, "", ctx.user, ctx.dry_run, ctx.warnings)
+            await self.admission.admit(attrs)
             await self.admission.validate(attrs)
             finalizers = list(md.get("finalizers") or [])
+            if not md.get("deletionTimestamp"):  # the kind's own cleanup (CRDs: their objects) comes first
+                finalizers += [f for f in strategy.delete_finalizers if f not in finalizers]
             marker = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy or "")
             if marker and marker not in finalizers and not md.get("deletionTimestamp"):
                 finalizers.append(marker)
@@ -510,12 +541,10 @@ class GenericStore:
                 updated = meta.clone(current)
                 umd = updated["metadata"]
                 if not already:
-                    umd["deletionTimestamp"] = meta.format_time(
-                        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
-                    )
+                    umd["deletionTimestamp"] = _after(grace)
                     umd["deletionGracePeriodSeconds"] = grace
                 elif grace < int(md.get("deletionGracePeriodSeconds") or 0):
-                    umd["deletionTimestamp"] = meta.format_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace))
+                    umd["deletionTimestamp"] = _after(grace)
                     umd["deletionGracePeriodSeconds"] = grace
                 if finalizers:
                     umd["finalizers"] = finalizers

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from k8py.api import errors, fieldvalidation, meta, printers, schema
-from k8py.api.patch import apply_patch
+from k8py.api import errors, fieldmanager, fieldvalidation, meta, nesting, printers, schema
+from k8py.api.patch import APPLY_PATCH, apply_patch
 from k8py.api.registry import Registry, ResourceInfo
+from k8py.apiextensions.customresource import check_patch_type
 from k8py.apiserver.genericstore import Context, GenericStore, ListOptions
-from k8py.apiserver.negotiation import MAX_BODY, Output, choose_output, decode_body, encode
+from k8py.apiserver.negotiation import MAX_BODY, YAML, Output, choose_output, decode_body, encode
 from k8py.apiserver.requestinfo import RequestInfo
 from k8py.apiserver.watch import serve_watch
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 FIELD_VALIDATION_MODES = ("Strict", "Warn", "Ignore")
+_DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
 
 
 def status_success(info: ResourceInfo, name: str, uid: str = "") -> Obj:
@@ -74,7 +76,8 @@ def json_response(body: Any, status: int = 200, output: Output | None = None, wa
     enc = output.encoding if output else "application/json"
     resp = web.Response(body=encode(body, enc), status=status, content_type=enc)
     for w in warnings or []:
-        resp.headers.add("Warning", f'299 - "{w}"')
+        text = w.replace("\\", "\\\\").replace('"', '\\"')  # a quoted-string (RFC 9110), as kube writes it
+        resp.headers.add("Warning", f'299 - "{text}"')
     return resp
 
 
@@ -100,12 +103,12 @@ class ResourceHandler:
         verb = ri.verb
         if ri.namespace and not info.namespaced:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
-        if verb not in info.verbs:
-            raise errors.method_not_allowed()
+        if verb not in info.verbs or (verb == "create" and ri.name) or (verb in ("update", "patch") and not ri.name):
+            raise errors.method_not_allowed()  # kube routes POST to collections only, PUT and PATCH to objects only
         if info.namespaced and verb in ("create",) and not ri.namespace:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
         ctx.dry_run = _dry_run(q)
-        ctx.field_manager = q.get("fieldManager", "")
+        ctx.field_manager = _field_manager(request)
         if verb == "get":
             obj = await self.store.get(info, ri.namespace, ri.name, q.get("resourceVersion", ""))
             return self._object_response(request, info, obj)
@@ -115,20 +118,23 @@ class ResourceHandler:
         if verb == "watch":
             return await serve_watch(request, info, ri.namespace, self.store, choose_output(request.headers.get("Accept", "")))
         if verb == "create":
+            fieldmanager.validate_options("CreateOptions", q.get("fieldManager", ""))
             obj, raw = await self._decode_object(request)
             ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
             created = await self.store.create(ctx, info, ri.namespace, obj)
             return self._object_response(request, info, created, 201, ctx.warnings)
         if verb == "update":
+            fieldmanager.validate_options("UpdateOptions", q.get("fieldManager", ""))
             obj, raw = await self._decode_object(request)
             ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
             updated, created = await self.store.update(ctx, info, ri.namespace, ri.name, obj)
             return self._object_response(request, info, updated, 201 if created else 200, ctx.warnings)
         if verb == "patch":
-            updated = await self._patch(request, ri, info, ctx, "")
-            return self._object_response(request, info, updated, 200, ctx.warnings)
+            updated, created = await self._patch(request, ri, info, ctx, "")
+            return self._object_response(request, info, updated, 201 if created else 200, ctx.warnings)
         if verb == "delete":
             options = await self._delete_options(request)
+            ctx.dry_run = ctx.dry_run or _dry_run_values(options.get("dryRun") or [])
             obj, deleted = await self.store.delete(ctx, info, ri.namespace, ri.name, options)
             if deleted and not _strategy_returns_object(info):
                 body = status_success(info, ri.name, obj["metadata"].get("uid", ""))
@@ -136,6 +142,7 @@ class ResourceHandler:
             return self._object_response(request, info, obj, 200)
         if verb == "deletecollection":
             options = await self._delete_options(request)
+            ctx.dry_run = ctx.dry_run or _dry_run_values(options.get("dryRun") or [])
             items, list_meta = await self.store.list(info, ri.namespace, _list_options(q))
             deleted = []
             for item in items:
@@ -177,26 +184,60 @@ class ResourceHandler:
             options["orphanDependents"] = q["orphanDependents"] == "true"
         if options.get("dryRun"):
             options["dryRun"] = options["dryRun"]
+        fieldvalidation.decode(options, schema.definitions()[_DELETE_OPTIONS], fieldvalidation.IGNORE)
         return options
 
-    async def _patch(self, request: web.Request, ri: RequestInfo, info: ResourceInfo, ctx: Context, subresource: str) -> Obj:
+    async def _patch(
+        self, request: web.Request, ri: RequestInfo, info: ResourceInfo, ctx: Context, subresource: str
+    ) -> tuple[Obj, bool]:
+        """PATCH: (the object, created by server-side apply)."""
         raw = await read_body(request)
         content_type = request.headers.get("Content-Type", "")
         if not raw.strip():
             raise errors.bad_request("the body of the request was empty")
+        q = request.query
+        is_apply = _media_type(content_type) == APPLY_PATCH
+        fieldmanager.validate_options("PatchOptions", q.get("fieldManager", ""), apply=is_apply, force=_force(q))
         type_schema = _schema_of(info)
-        mode = _field_validation(request.query)
+        mode = _field_validation(q)
+        if info.custom is not None:
+            check_patch_type(content_type)
+        if is_apply:
+            return await self._apply(ri, info, ctx, subresource, raw, mode, force=bool(_force(q)))
 
         def transform(current: Obj | None) -> Obj:
             assert current is not None
             patched = apply_patch(current, raw, content_type, type_schema)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object must be a JSON object")
-            ctx.warnings[:] = _decode_fields(patched, info, mode, None, patch=raw)
+            ctx.warnings[:] = _decode_fields(patched, info, mode, None, patch=raw, patch_type=_media_type(content_type))
             return patched
 
-        updated, _ = await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, subresource=subresource)
-        return updated
+        return await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, subresource=subresource)
+
+    async def _apply(
+        self, ri: RequestInfo, info: ResourceInfo, ctx: Context, subresource: str, raw: bytes, mode: str, *, force: bool
+    ) -> tuple[Obj, bool]:
+        """Server-side apply of the body over the live object, or over nothing (create-on-apply)."""
+        config = _apply_configuration(raw)
+        scope = fieldmanager.scope_of(info, subresource)
+        type_schema = _schema_of(info)
+        ctx.applied = True
+
+        def transform(current: Obj | None) -> Obj:
+            merged = fieldmanager.apply(
+                current, meta.clone(config), manager=ctx.field_manager, api_version=info.api_version, kind=info.kind,
+                schema=type_schema, scope=scope, force=force, subresource=ri.subresource,
+            )
+            name = (merged.get("metadata") or {}).get("name", "")
+            if name != ri.name:
+                raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL ({ri.name})")
+            ctx.warnings[:] = _decode_fields(merged, info, mode, None, patch=raw, patch_type=APPLY_PATCH)
+            return merged
+
+        return await self.store.guaranteed_update(
+            ctx, info, ri.namespace, ri.name, transform, subresource=subresource, force_allow_create=True
+        )
 
     def _object_response(
         self,
@@ -215,6 +256,7 @@ class ResourceHandler:
             body = printers.table(
                 group, kind, [obj], _now(), include_object=request.query.get("includeObject", "Metadata"),
                 list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                custom=info.custom.printer if info.custom is not None and printed_as is None else None,
             )
         elif output.as_kind == "PartialObjectMetadata":
             body = partial_object_metadata(obj)
@@ -229,7 +271,7 @@ class ResourceHandler:
         if output.as_kind == "Table":
             body = printers.table(
                 info.group, info.kind, items, _now(), include_object=request.query.get("includeObject", "Metadata"),
-                list_metadata=list_meta,
+                list_metadata=list_meta, custom=info.custom.printer if info.custom is not None else None,
             )
         elif output.as_kind in ("PartialObjectMetadataList", "PartialObjectMetadata"):
             body = {
@@ -248,7 +290,8 @@ class ResourceHandler:
         sub = ri.subresource
         q = request.query
         ctx.dry_run = _dry_run(q)
-        ctx.field_manager = q.get("fieldManager", "")
+        ctx.field_manager = _field_manager(request)
+        ctx.subresource = sub
         verb = ri.verb
         spec = info.subresource(sub)
         assert spec is not None
@@ -259,6 +302,7 @@ class ResourceHandler:
                 obj = await self.store.get(info, ri.namespace, ri.name)
                 return self._object_response(request, info, obj)
             if verb == "update":
+                fieldmanager.validate_options("UpdateOptions", q.get("fieldManager", ""))
                 obj, raw = await self._decode_object(request)
                 ctx.warnings += _decode_fields(obj, info, _field_validation(q), raw)
                 md = meta.metadata(obj)
@@ -274,13 +318,12 @@ class ResourceHandler:
                 return self._object_response(request, info, updated, 200, ctx.warnings)
             if verb == "patch":
                 store_sub = "status" if sub in ("status", "approval") else ""
-                updated = await self._patch(request, ri, info, ctx, store_sub)
+                updated, _ = await self._patch(request, ri, info, ctx, store_sub)
                 return self._object_response(request, info, updated, 200, ctx.warnings)
         if sub == "scale":
             return await self._scale(request, ri, info, ctx)
         if sub == "binding":
-            binding, _ = await self._decode_object(request)
-            return await self._binding(binding, ri, info, ctx)
+            return await self._binding(await self._decode_binding(request), ri, info, ctx)
         raise errors.StatusError(
             405, "MethodNotAllowed", f"{info.resource}/{sub} is not supported by this server yet"
         )
@@ -298,6 +341,8 @@ class ResourceHandler:
 
     async def _scale(self, request: web.Request, ri: RequestInfo, info: ResourceInfo, ctx: Context) -> web.Response:
         def to_scale(obj: Obj) -> Obj:
+            if info.custom is not None:
+                return info.custom.to_scale(obj)
             md = obj["metadata"]
             status = obj.get("status") or {}
             selector = (obj.get("spec") or {}).get("selector")
@@ -324,11 +369,18 @@ class ResourceHandler:
             scale = decode_body(raw, content_type or "application/json")
             if not isinstance(scale, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
+            ctx.warnings += fieldvalidation.decode(scale, scale_schema, _field_validation(request.query), raw)
             client_rv = (scale.get("metadata") or {}).get("resourceVersion", "")
 
         def transform(cur: Obj | None) -> Obj:
             assert cur is not None
-            new_scale = scale if ri.verb == "update" else apply_patch(to_scale(cur), raw, content_type, scale_schema)
+            if ri.verb == "update":
+                new_scale = scale
+            else:
+                new_scale = apply_patch(to_scale(cur), raw, content_type, scale_schema)
+                fieldvalidation.decode(
+                    new_scale, scale_schema, fieldvalidation.IGNORE, patch=raw, patch_type=_media_type(content_type)
+                )
             replicas = (new_scale.get("spec") or {}).get("replicas")
             if replicas is None:
                 replicas = 0
@@ -337,7 +389,10 @@ class ResourceHandler:
                     "autoscaling", "Scale", ri.name,
                     [errors.cause("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
                 )
-            cur.setdefault("spec", {})["replicas"] = replicas
+            if info.custom is not None:
+                info.custom.set_replicas(cur, replicas)
+            else:
+                cur.setdefault("spec", {})["replicas"] = replicas
             rv = (new_scale.get("metadata") or {}).get("resourceVersion")
             if rv:
                 cur["metadata"]["resourceVersion"] = rv
@@ -345,6 +400,11 @@ class ResourceHandler:
 
         updated, _ = await self.store.guaranteed_update(ctx, info, ri.namespace, ri.name, transform, client_rv=client_rv)
         return self._object_response(request, info, to_scale(updated), printed_as=("autoscaling", "Scale"))
+
+    async def _decode_binding(self, request: web.Request) -> Obj:
+        binding, raw = await self._decode_object(request)
+        fieldvalidation.decode(binding, schema.for_kind("", "v1", "Binding"), _field_validation(request.query), raw)
+        return binding
 
     async def _binding(self, binding: Obj, ri: RequestInfo, info: ResourceInfo, ctx: Context) -> web.Response:
         target = binding.get("target") or {}
@@ -373,7 +433,7 @@ class ResourceHandler:
         """POST /api/v1/namespaces/{ns}/bindings: the legacy form of pods/binding."""
         pods = self.registry.get("", "v1", "pods")
         assert pods is not None
-        binding, _ = await self._decode_object(request)
+        binding = await self._decode_binding(request)
         name = (binding.get("metadata") or {}).get("name", "")
         sub_ri = RequestInfo(True, verb="create", namespace=ri.namespace, resource="pods", name=name, subresource="binding")
         return await self._binding(binding, sub_ri, pods, ctx)
@@ -389,17 +449,21 @@ def _strategy_returns_object(info: ResourceInfo) -> bool:
     return strategy_for(info).return_deleted_object
 
 
-def _decode_fields(obj: Obj, info: ResourceInfo, mode: str, raw: bytes | None, *, patch: bytes | None = None) -> list[str]:
-    """Strict field validation, then drop unknown fields as decoding into kube's types does."""
-    type_schema = _schema_of(info)
-    warnings = fieldvalidation.check(obj, type_schema, mode, raw, patch=patch)
-    if mode == "Ignore" or any(w.startswith("unknown field") for w in warnings):
-        fieldvalidation.prune(obj, type_schema)
-    return warnings
+def _decode_fields(
+    obj: Obj, info: ResourceInfo, mode: str, raw: bytes | None, *, patch: bytes | None = None, patch_type: str = ""
+) -> list[str]:
+    """Decode `obj` into its kind's type as kube does: type errors, strict field validation, unknown fields dropped."""
+    if info.custom is not None:  # unstructured, as kube decodes custom resources
+        return info.custom.decode(obj, mode, raw, patch=patch)
+    return fieldvalidation.decode(obj, _schema_of(info), mode, raw, patch=patch, patch_type=patch_type)
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip()
 
 
 def _schema_of(info: ResourceInfo) -> Any:
-    return schema.for_kind(info.group, info.version, info.kind)
+    return schema.schema_for(info)
 
 
 def _now() -> dt.datetime:
@@ -407,11 +471,49 @@ def _now() -> dt.datetime:
 
 
 def _dry_run(q: Any) -> bool:
-    values = q.getall("dryRun", [])
+    return _dry_run_values(q.getall("dryRun", []))
+
+
+def _dry_run_values(values: list[Any]) -> bool:
+    """dryRun (a query parameter, or DeleteOptions in the body): only "All" exists."""
     for v in values:
         if v != "All":
             raise errors.bad_request(f'Unsupported value: "{v}": supported values: "All"')
     return bool(values)
+
+
+def _field_manager(request: web.Request) -> str:
+    """The managedFields manager: `fieldManager`, else derived from the User-Agent as kube does."""
+    return request.query.get("fieldManager") or fieldmanager.manager_from_user_agent(request.headers.get("User-Agent", ""))
+
+
+def _force(q: Any) -> bool | None:
+    """The `force` query parameter (Go's ParseBool), None when absent."""
+    if "force" not in q:
+        return None
+    value = q["force"]
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise errors.bad_request(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+def _apply_configuration(raw: bytes) -> Obj:
+    """An apply patch body: YAML (JSON is YAML) holding an object; anything else is 400, as kube answers."""
+    nesting.check_json(raw)
+    try:
+        config = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        config = decode_body(raw, YAML)
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        what = {list: "array", str: "string", bool: "bool"}.get(type(config), "number")
+        raise errors.bad_request(
+            f"error decoding YAML: json: cannot unmarshal {what} into Go value of type map[string]interface {{}}"
+        )
+    return config
 
 
 def _field_validation(q: Any) -> str:
@@ -427,6 +529,8 @@ def _list_options(q: Any) -> ListOptions:
     limit = q.get("limit", "0") or "0"
     try:
         n = int(limit)
+        if not -(1 << 63) <= n < 1 << 63:  # an int64
+            raise ValueError
     except ValueError:
         raise errors.bad_request(f'Invalid value: "{limit}": limit must be an integer') from None
     return ListOptions(

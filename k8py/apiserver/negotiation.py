@@ -1,9 +1,9 @@
 """Content negotiation: decoding request bodies and choosing the response form.
 
-Bodies come as JSON or YAML (protobuf later). Responses are JSON, YAML when
-asked, or a meta.k8s.io Table / PartialObjectMetadata(List) when the Accept
-header asks for one with `;as=...;g=meta.k8s.io;v=v1` (as `kubectl get` and
-metadata-only informers do).
+Bodies come as JSON, YAML or protobuf (`k8py.api.protobuf`, decoded to the
+same dicts). Responses are JSON, YAML when asked, or a meta.k8s.io Table /
+PartialObjectMetadata(List) when the Accept header asks for one with
+`;as=...;g=meta.k8s.io;v=v1` (as `kubectl get` and metadata-only informers do).
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from typing import Any
 import orjson
 import yaml
 
-from k8py.api import errors
+from k8py.api import errors, nesting, protobuf, yamljson
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's request body limit for resources
-
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -84,19 +79,36 @@ def choose_output(accept: str) -> Output:
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
-    """A JSON or YAML request body as Python data; 400 when malformed, 415 for unknown types."""
+    """A JSON, YAML or protobuf request body as Python data; 400 when malformed, 415 for unknown types."""
     media = (content_type or JSON).split(";")[0].strip().lower()
     if media in (JSON, "", "*/*"):
+        nesting.check_json(body)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"error decoding JSON request body: {e}") from None
     if media in (YAML, "application/yml", "text/yaml"):
         try:
-            return yaml.load(body, Loader=_Loader)
+            return yamljson.load(body)
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error decoding YAML request body: {e}") from None
+    if media == PROTOBUF:
+        return _decode_protobuf(body, content_type)
     raise errors.unsupported_media_type(content_type)
+
+
+def _decode_protobuf(body: bytes, content_type: str) -> Any:
+    try:
+        obj = protobuf.decode_object(body)
+    except protobuf.DecodeError as e:
+        raise errors.bad_request(f"error decoding protobuf request body: {e}") from None
+    except protobuf.UnknownKind as e:
+        raise errors.StatusError(
+            415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}: {e}"
+        ) from None
+    if nesting.depth(obj) > nesting.MAX_DEPTH:
+        raise nesting.too_deep()
+    return obj
 
 
 def encode(obj: Any, encoding: str) -> bytes:

@@ -32,6 +32,10 @@ kube-openapi's builder hoists them; the rest stay on the operation. kubectl's
 `--validate=strict` check depends on that: it looks for `fieldValidation` among
 the *operation* parameters of every PATCH whose GVK matches.
 
+Custom resources (CRDs) get the same paths; their two definitions, the kind and
+its list, come from `k8py.apiextensions.openapi` and join the document's components
+with what they refer to (ObjectMeta, ListMeta).
+
 Cost: definitions are converted once per process, on first use; a document is
 built and serialized on first request and cached with its hash until
 `invalidate()` (CRDs will change the registry). The root needs every hash, so
@@ -60,6 +64,7 @@ from k8py.api import schema as schemas
 from k8py.api.errors import StatusError
 from k8py.api.registry import Registry, ResourceInfo, Subresource
 from k8py.api.strategy import strategy_for
+from k8py.apiextensions import openapi as crd_openapi
 
 Schema = dict[str, Any]
 
@@ -543,6 +548,7 @@ class _DocBuilder:
     def __init__(self) -> None:
         self.paths: dict[str, Schema] = {}
         self.refs: set[str] = set()
+        self.custom: dict[str, Schema] = {}  # definitions of custom resources, already converted
 
     def ref(self, name: str) -> Schema:
         self.refs.add(name)
@@ -573,8 +579,21 @@ class _DocBuilder:
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": title_version},
             "paths": dict(sorted(self.paths.items())),
-            "components": {"schemas": _closure(self.refs), "securitySchemes": _SECURITY_SCHEMES},
+            "components": {
+                "schemas": {**_closure(self.refs | _refs_in(self.custom)), **self.custom},
+                "securitySchemes": _SECURITY_SCHEMES,
+            },
         }
+
+
+def _refs_in(node: Any) -> set[str]:
+    """The definitions a converted schema refers to."""
+    if isinstance(node, list):
+        return set().union(*map(_refs_in, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = {node["$ref"][len(REF_PREFIX) :]} if isinstance(node.get("$ref"), str) else set()
+    return found.union(*map(_refs_in, node.values()))
 
 
 def _param_key(p: Schema) -> tuple[str, str]:
@@ -612,8 +631,17 @@ class _GroupVersionDoc:
                 )
             },
         )
+        self.custom_names: dict[tuple[str, str, str], str] = {}
+        for r in resources:
+            if r.custom is not None:
+                self.b.custom.update(crd_openapi.definitions(r))
+                for kind in (r.kind, r.list_kind):
+                    self.custom_names[(r.group, r.version, kind)] = crd_openapi.definition_name(r.group, r.version, kind)
         for r in sorted(resources, key=lambda r: r.resource):
             self._resource(r)
+
+    def _definition(self, group: str, version: str, kind: str) -> str | None:
+        return schemas.definition_name(group, version, kind) or self.custom_names.get((group, version, kind))
 
     def _op(
         self,
@@ -651,7 +679,7 @@ class _GroupVersionDoc:
         return {"content": self.b.content(META + "Patch", _PATCH_MEDIA), "required": True}
 
     def _resource(self, r: ResourceInfo) -> None:
-        definition = schemas.definition_name(r.group, r.version, r.kind)
+        definition = self._definition(r.group, r.version, r.kind)
         if definition is None:
             return
         kind, verbs, gvk = r.kind, set(r.verbs), _gvk(r.group, r.version, r.kind)
@@ -663,7 +691,7 @@ class _GroupVersionDoc:
             else f"{self.prefix}/{r.resource}"
         )
         item_params = (_name_param(kind), *ns, _PRETTY)
-        list_def = schemas.definition_name(r.group, r.version, r.list_kind)
+        list_def = self._definition(r.group, r.version, r.list_kind)
 
         ops: dict[str, tuple[Schema, tuple[Schema, ...]]] = {}
         if "deletecollection" in verbs:
@@ -735,7 +763,7 @@ class _GroupVersionDoc:
                 ),
                 (*_LIST_PARAMS, _PRETTY),
             )
-        if "watch" in verbs:
+        if "watch" in verbs and r.custom is None:  # kube's CRD OpenAPI builder has no watch paths
             self._watch_paths(r, scope, ns, gvk)
         for sub in r.subresources:
             self._subresource(r, sub, scope, base + "/{name}/" + sub.name, ns)
@@ -832,7 +860,7 @@ class _GroupVersionDoc:
         gvk = _gvk(group, version, kind)
         name = f"{r.kind}{_title(sub.name)}"  # operation id stem: "DeploymentScale", "PodLog"
         extra = _SUBRESOURCE_PARAMS.get((r.resource, sub.name), ())
-        definition = schemas.definition_name(group, version, kind)
+        definition = self._definition(group, version, kind)
         if definition is None:  # connect: exec, attach, portforward, proxy (options kinds have no schema)
             self._connect(r, sub, scope, path, ns, gvk, extra)
             return

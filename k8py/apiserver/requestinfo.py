@@ -43,6 +43,8 @@ def parse(method: str, path: str, query: dict[str, str]) -> RequestInfo:
     if rest[0] == "watch":
         watch_path, rest = True, rest[1:]
     if rest and rest[0] == "namespaces" and len(rest) > 1:
+        if not rest[1]:  # `namespaces//pods`: no namespace is not all namespaces
+            return RequestInfo(False, verb=method.lower(), parts=tuple(parts))
         info.namespace = rest[1]
         if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
             rest = rest[2:]

@@ -1,8 +1,9 @@
 """The API server: aiohttp app, authentication, the non-resource endpoints, and start/stop.
 
 Request chain as kube-apiserver's: TLS -> authentication (x509 client
-certificates) -> request info -> authorization (allow-all until RBAC) ->
-handler -> admission -> generic store -> watch cache -> Store.
+certificates, service account bearer tokens) -> request info -> authorization
+(`authorization.default_authorizer`) -> handler -> admission -> generic store
+-> watch cache -> Store.
 """
 
 from __future__ import annotations
@@ -23,23 +24,22 @@ from aiohttp import web
 from k8py import KUBERNETES_VERSION, __version__
 from k8py.api import errors
 from k8py.api.registry import Registry
+from k8py.apiextensions.controller import CRDController
 from k8py.apiserver import bootstrap_objects
-from k8py.apiserver.admission import (
-    Chain,
-    DefaultTolerationSeconds,
-    NamespaceLifecycle,
-    Priority,
-    ServiceAllocator,
-    UserInfo,
-)
+from k8py.apiserver.admission import ServiceAllocator, UserInfo
+from k8py.apiserver.admission_plugins import default_chain
+from k8py.apiserver.authorization import Decision, default_authorizer, forbidden, request_attributes
+from k8py.apiserver.authreviews import Endpoint, Reviews
 from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
 from k8py.apiserver.genericstore import Context, GenericStore
 from k8py.apiserver.handlers import ResourceHandler, json_response
+from k8py.apiserver.namespace_defaults import NamespaceDefaults
 from k8py.apiserver.openapi import OpenAPIV3
 from k8py.apiserver.openapi import add_routes as add_openapi_routes
 from k8py.apiserver.requestinfo import parse as parse_request
+from k8py.apiserver.tokens import InvalidToken, TokenAuthenticator, TokenRequestREST, TokenSigner
 from k8py.apiserver.watchcache import WatchCache
-from k8py.bootstrap.pki import PKIPaths, peer_identity, server_ssl_context
+from k8py.bootstrap.pki import PKIPaths, load_service_account_key, peer_identity, server_ssl_context
 from k8py.storage.compactor import run_compactor
 from k8py.storage.interface import Store
 
@@ -89,18 +89,26 @@ class APIServer:
         self.registry = Registry()
         self.cache = WatchCache(store)
         services = self.registry.get("", "v1", "services")
-        namespaces = self.registry.get("", "v1", "namespaces")
-        pcs = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
-        assert services and namespaces and pcs
+        assert services
         self.allocator = ServiceAllocator(self.cache, services, config.service_cidr)
-        self.admission = Chain(
-            [NamespaceLifecycle(self.cache, namespaces), Priority(self.cache, pcs), DefaultTolerationSeconds(), self.allocator]
-        )
+        self.admission = default_chain(self.cache, self.registry, self.allocator)
         self.generic = GenericStore(store, self.cache, self.admission)
+        # kube-controller-manager's serviceaccount and root-ca-cert-publisher controllers, until it exists
+        self.namespace_defaults = NamespaceDefaults(self.generic, self.registry, pki.ca_cert.read_text() if pki else None)
         self.generic.after_write.append(lambda info, obj: self.allocator.release(obj) if info.kind == "Service" else None)
         self.handler = ResourceHandler(self.registry, self.generic)
         self.discovery = Discovery(self.registry, f"{config.advertise_address}:{config.port}")
         self.openapi = OpenAPIV3(self.registry)
+        self.crds = CRDController(self.registry, self.cache, self.generic, self.discovery, self.openapi)
+        self.admission.plugins.append(self.crds.admission)
+        self.authorizer = default_authorizer()
+        sa_key = load_service_account_key(pki) if pki else None
+        signer = TokenSigner(sa_key) if sa_key else None
+        self.tokens = TokenAuthenticator(signer, self.cache, self.registry) if signer else None
+        # create-only endpoints that store nothing: (group, version, resource, subresource) -> handler
+        self.endpoints: dict[tuple[str, str, str, str], Endpoint] = Reviews(self.authorizer, self.authorizer, self.tokens).endpoints()
+        if signer:
+            self.endpoints["", "v1", "serviceaccounts", "token"] = TokenRequestREST(signer, self.generic, self.cache, self.registry).create
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -110,7 +118,7 @@ class APIServer:
         return f"https://{self.config.bind_address}:{self.config.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._authenticate], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._errors, self._authenticate, self._authorize], client_max_size=64 * 1024 * 1024)
         app.router.add_get("/version", self._version)
         app.router.add_get("/version/", self._version)
         for path in ("/healthz", "/livez", "/readyz"):
@@ -127,7 +135,9 @@ class APIServer:
     async def start(self) -> None:
         await self.store.start()
         await self.cache.start()
+        await self.crds.start()  # custom resources stored before are served before we are ready
         await bootstrap_objects.ensure(self.generic, self.registry, self.config)
+        await self.namespace_defaults.start()
         ssl_ctx = server_ssl_context(self.pki) if self.pki else None
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -154,6 +164,9 @@ class APIServer:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
+        await self.namespace_defaults.stop()
+        await self.admission.close()
+        await self.crds.stop()
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -180,7 +193,7 @@ class APIServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        user = self._user(request)
+        user = await self._user(request)
         if user is None:
             if self.pki is None:
                 user = UserInfo("system:admin", ["system:masters", "system:authenticated"])
@@ -191,15 +204,29 @@ class APIServer:
         request["user"] = user
         return await handler(request)
 
-    def _user(self, request: web.Request) -> UserInfo | None:
+    async def _user(self, request: web.Request) -> UserInfo | None:
+        """The client certificate's user, else the bearer token's (401 when invalid), else None."""
         transport = request.transport
-        if transport is None:
-            return None
-        ident = peer_identity(transport.get_extra_info("peercert"))
-        if ident is None:
-            return None
-        name, groups = ident
-        return UserInfo(name, [*groups, "system:authenticated"])
+        ident = peer_identity(transport.get_extra_info("peercert")) if transport is not None else None
+        if ident is not None:
+            name, groups = ident
+            return UserInfo(name, [*groups, "system:authenticated"])
+        authorization = request.headers.get("Authorization", "")
+        if self.tokens is not None and authorization[:7].lower() == "bearer ":
+            try:
+                return (await self.tokens.authenticate(authorization[7:].strip())).user
+            except InvalidToken:
+                raise errors.unauthorized() from None
+        return None
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        user = request["user"]
+        attributes = request_attributes(parse_request(request.method, request.path, dict(request.query)), request.path)
+        decision, reason = self.authorizer.authorize(user, attributes)
+        if decision is not Decision.ALLOW:
+            raise forbidden(user, attributes, reason)
+        return await handler(request)
 
     # ---- non-resource endpoints ----------------------------------------------------------------
 
@@ -246,6 +273,11 @@ class APIServer:
         if not ri.is_resource:
             return self._group_discovery(request)
         ctx = Context(user=request["user"])
+        endpoint = self.endpoints.get((ri.group, ri.version, ri.resource, ri.subresource))
+        if endpoint is not None and ri.verb == "create":
+            if self.handler.lookup(ri).namespaced != bool(ri.namespace) or bool(ri.subresource) != bool(ri.name):
+                raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
+            return await endpoint(request, ri, ctx)
         if ri.resource == "bindings" and ri.verb == "create" and not ri.group:
             return await self.handler.create_binding(request, ri, ctx)
         return await self.handler.handle(request, ri, ctx)

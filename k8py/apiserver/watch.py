@@ -81,6 +81,7 @@ class _Encoder:
                 include_object=self.include_object,
                 list_metadata={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                 no_headers=self.sent_headers,
+                custom=self.info.custom.printer if self.info.custom is not None else None,
             )
             self.sent_headers = True
         elif self.as_kind.startswith("PartialObjectMetadata"):
@@ -119,9 +120,12 @@ async def serve_watch(
         return fields.empty or fields.matches(strategy.field_set(obj))
 
     try:
-        timeout = float(q["timeoutSeconds"]) if "timeoutSeconds" in q else 1800.0 * (1 + random.random())
+        seconds = int(q.get("timeoutSeconds", "0"))
+        if not -(1 << 63) <= seconds < 1 << 63:  # an int64, as kube parses it
+            raise ValueError
     except ValueError:
         raise errors.bad_request("timeoutSeconds must be an integer") from None
+    timeout = float(seconds) if "timeoutSeconds" in q else 1800.0 * (1 + random.random())
     bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
     send_initial = q.get("sendInitialEvents") == "true"
     rv = q.get("resourceVersion", "")

@@ -21,8 +21,11 @@ dict Python's ``ssl`` reports for a verified peer.
 
 :func:`ensure_pki` is idempotent: existing files are reused across restarts, and a leaf is
 reissued only when it is missing, unreadable, expired, not issued by the CA on disk, or (for
-the serving certificate) lacks a requested name.  Private keys are written with mode 0600,
-atomically (temporary file, then rename), so a crash never leaves a half-written key.
+the serving certificate) lacks a requested name.  The service account key pair (``sa.key``,
+``sa.pub``: kubeadm's names) signs and verifies service account tokens; it is no certificate and
+is kept as long as it loads, so tokens outlive restarts (and a new CA).  Private keys are
+written with mode 0600, atomically (temporary file, then rename), so a crash never leaves a
+half-written key.
 """
 
 from __future__ import annotations
@@ -73,12 +76,7 @@ class CertKeyPair(NamedTuple):
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def key_pem(self) -> bytes:
-        """The key as SEC1 ``EC PRIVATE KEY`` PEM, the form kubeadm writes."""
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
+        return key_pem(self.key)
 
 
 class CertificateAuthority(CertKeyPair):
@@ -96,6 +94,8 @@ class PKIPaths:
     apiserver_key: Path
     admin_cert: Path
     admin_key: Path
+    sa_key: Path  # signs service account tokens (kube-apiserver's --service-account-signing-key-file)
+    sa_pub: Path  # verifies them (--service-account-key-file)
 
     @classmethod
     def in_dir(cls, directory: Path) -> PKIPaths:
@@ -108,11 +108,20 @@ class PKIPaths:
             apiserver_key=d / "apiserver.key",
             admin_cert=d / "admin.crt",
             admin_key=d / "admin.key",
+            sa_key=d / "sa.key",
+            sa_pub=d / "sa.pub",
         )
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The key as SEC1 ``EC PRIVATE KEY`` PEM, the form kubeadm writes."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
 
 
 def _ski(key: ec.EllipticCurvePrivateKey) -> x509.SubjectKeyIdentifier:
@@ -288,7 +297,7 @@ def _reusable_leaf(
 
 
 def ensure_pki(directory: Path, hostnames: Iterable[str] = (), ips: Iterable[str] = ()) -> PKIPaths:
-    """Create or reuse the CA, API server and admin certificates under ``directory``.
+    """Create or reuse the CA, the API server and admin certificates and the service account keys in ``directory``.
 
     The API server certificate covers localhost, this machine's host name, the
     ``kubernetes.default.svc...`` names and 127.0.0.1, plus ``hostnames`` and ``ips``.
@@ -311,7 +320,24 @@ def ensure_pki(directory: Path, hostnames: Iterable[str] = (), ips: Iterable[str
         )
     if not _reusable_leaf(paths.admin_cert, paths.admin_key, ca):
         save_pair(issue_client_cert(ca, ADMIN_USER, [ADMIN_GROUP]), paths.admin_cert, paths.admin_key)
+    if load_service_account_key(paths) is None:
+        key = generate_key()
+        public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        atomic_write(paths.sa_key, key_pem(key), mode=0o600)
+        atomic_write(paths.sa_pub, public, mode=0o644)
     return paths
+
+
+def load_service_account_key(paths: PKIPaths) -> ec.EllipticCurvePrivateKey | None:
+    """The service account signing key, or None when it is missing, unreadable or not matched by `sa.pub`."""
+    try:
+        key = serialization.load_pem_private_key(paths.sa_key.read_bytes(), password=None)
+        public = serialization.load_pem_public_key(paths.sa_pub.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != public:
+        return None
+    return key
 
 
 def server_ssl_context(pki: PKIPaths) -> ssl.SSLContext:

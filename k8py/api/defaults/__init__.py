@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from k8py.api.defaults import (
     admissionregistration,
+    apiextensions,
     apps,
     autoscaling,
     batch,
@@ -68,6 +69,7 @@ _GROUPS = {
     "scheduling.k8s.io": scheduling,
     "discovery.k8s.io": discovery,
     "admissionregistration.k8s.io": admissionregistration,
+    "apiextensions.k8s.io": apiextensions,
 }
 _DEFAULTERS: dict[tuple[str, str, str], Defaulter] = {
     (group, version, kind): fn

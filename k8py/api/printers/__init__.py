@@ -89,8 +89,11 @@ def table(
     include_object: str = "Metadata",
     list_metadata: Mapping[str, Any] | None = None,
     no_headers: bool = False,
+    custom: Printer | None = None,
 ) -> dict[str, Any]:
     """A whole meta.k8s.io/v1 Table of `objs`.
+
+    `custom` is a custom resource's printer (`k8py.api.printers.custom`), used instead of the kind's.
 
     Each row carries the object as `includeObject` asks: its PartialObjectMetadata ("Metadata", the
     default, which `-A` and `--show-labels` read), the object itself ("Object"), or nothing ("None").
@@ -100,7 +103,7 @@ def table(
     include_object = include_object or "Metadata"
     if include_object not in _INCLUDE_OBJECT:
         raise errors.bad_request(f'unrecognized includeObject value: "{include_object}"')
-    p = printer(group, kind)
+    p = custom or printer(group, kind)
     rows = []
     for obj in objs:
         row: dict[str, Any] = {"cells": p.cells(obj, now)}
@@ -113,6 +116,10 @@ def table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": dict(list_metadata or {}),
-        "columnDefinitions": None if no_headers else columns(group, kind),
+        "columnDefinitions": None
+        if no_headers
+        else [c.definition() for c in custom.columns]
+        if custom
+        else columns(group, kind),
         "rows": rows,
     }

@@ -10,7 +10,8 @@ group) and every kind also gets the generic metadata checks: on create they run
 only when the kind's own found nothing (so its specific messages win), on update
 they always run first. A kind with no validator of its own gets just those: names
 fit for a URL path segment, valid labels, annotations, owner references and
-finalizers. Causes are reported once each, in order.
+finalizers. A custom resource's validator comes with its ResourceInfo
+(`k8py.apiextensions.customresource`). Causes are reported once each, in order.
 
 The caller resolves generateName into a name before validating, and on an
 unconditional update copies the stored resourceVersion in, as kube's store does.
@@ -26,6 +27,7 @@ from collections.abc import Callable
 
 from k8py.api.registry import ResourceInfo
 from k8py.api.validation import (
+    apiextensions,
     apps,
     autoscaling,
     batch,
@@ -75,6 +77,7 @@ def _meta_only(name_fn: NameValidator, namespaced: bool) -> Validator:
 
 _GROUPS = {
     "": core,
+    "apiextensions.k8s.io": apiextensions,
     "apps": apps,
     "batch": batch,
     "rbac.authorization.k8s.io": rbac,
@@ -122,7 +125,7 @@ def _unique(causes: list[Cause]) -> list[Cause]:
 
 def validate(info: ResourceInfo, obj: Obj, old: Obj | None = None) -> list[Cause]:
     """The causes kube-apiserver reports against `obj` (a create, or an update of `old`); [] when valid."""
-    specific = _VALIDATORS.get((info.group, info.kind))
+    specific = info.custom.validate if info.custom is not None else _VALIDATORS.get((info.group, info.kind))
     causes = specific(obj, old) if specific is not None else []
     generic = validate_object_meta(
         obj.get("metadata"), info.namespaced, name_is_path_segment, kube_finalizers=False
