@@ -1,8 +1,9 @@
 """API server benchmark: pod creates through the whole stack, start-up time, idle memory.
 
-Starts a real `k8py up` in a subprocess on a fresh data dir, then:
+Starts a real `k8py up` in a subprocess on a fresh data dir and measures
 1. time from process start to `/readyz` answering 200,
-2. idle RSS of the whole `k8py up` process tree after it settled,
+2. idle RSS of the whole `k8py up` process tree after it settled;
+then a `k8py up --disable-scheduler` on another fresh data dir for
 3. 5,000 pod creates over HTTPS from 32 concurrent clients: creates/s, p50/p99 latency,
 4. the raw store's single-row commit rate measured in the same run with the same pragmas
    (WAL, synchronous=FULL: an acknowledged write is on disk).
@@ -139,27 +140,46 @@ def _plot(latencies: list[float], path: Path) -> None:
     print(f"plot: {path}")
 
 
+def _up(data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "k8py.cli", "up", "--data-dir", str(data), "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=5000)
     ap.add_argument("--clients", type=int, default=32)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="k8py-bench-") as tmp:
-        data = Path(tmp) / "data"
+        # start-up and idle memory of the whole `k8py up` (scheduler included)
         port = _free_port()
         t0 = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "k8py.cli", "up", "--data-dir", str(data), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = _up(Path(tmp) / "full", port)
         try:
-            url = f"https://127.0.0.1:{port}"
             insecure = aiohttp.TCPConnector(ssl=False)
             async with aiohttp.ClientSession(connector=insecure) as s:
-                ready = await _wait_ready(s, url, t0, proc)
+                ready = await _wait_ready(s, f"https://127.0.0.1:{port}", t0, proc)
             await asyncio.sleep(3)
             idle_rss = _rss_tree_kib(proc.pid)
+        finally:
+            _stop(proc)
+        # the API server's create path alone: without nodes, a scheduler would add a failed
+        # attempt (an Event and a status patch) for every pod created
+        data = Path(tmp) / "data"
+        port = _free_port()
+        proc = _up(data, port, "--disable-scheduler")
+        try:
+            url = f"https://127.0.0.1:{port}"
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:
+                await _wait_ready(s, url, time.monotonic(), proc)
             ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
             ctx.load_cert_chain(data / "pki" / "admin.crt", data / "pki" / "admin.key")
             conn = aiohttp.TCPConnector(ssl=ctx, limit=args.clients)
@@ -167,14 +187,13 @@ async def main() -> None:
                 rate, lat = await _create_pods(s, url, args.pods, args.clients)
             raw = await measure_single_row_commit_rate(str(Path(tmp) / "raw.db"), 5000)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            _stop(proc)
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
     print(f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}")
     print(f"time to /readyz:        {ready * 1000:.0f} ms")
     print(f"idle RSS (k8py up):     {idle_rss / 1024:.0f} MiB")
-    print(f"pod creates:            {rate:.0f}/s ({args.pods} pods, {args.clients} clients)")
+    print(f"pod creates:            {rate:.0f}/s ({args.pods} pods, {args.clients} clients, no scheduler)")
     print(f"create latency:         p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     print(f"raw store commit rate:  {raw:.0f}/s (one row per transaction, same pragmas)")
     print(f"creates / raw commits:  {rate / raw * 100:.0f}%")

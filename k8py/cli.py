@@ -77,9 +77,10 @@ def main() -> None:
 @click.option("--etcd-compaction-interval", "compaction_interval", type=float, default=300.0, show_default=True,
               help="Seconds between compactions of the store's history (0: never).")
 @click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
+@click.option("--disable-scheduler", is_flag=True, help="Do not run the scheduler (as k3s' flag of that name).")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
-       verbose: bool) -> None:
+       disable_scheduler: bool, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
@@ -88,7 +89,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
     config = APIServerConfig(
         port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain
     )
-    cluster = Cluster(data_dir or data_dir_default(), config, progress.step)
+    cluster = Cluster(data_dir or data_dir_default(), config, progress.step, scheduler=not disable_scheduler)
 
     async def start() -> None:
         await cluster.start()
@@ -130,6 +131,52 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
     async def stop() -> None:
         if holder:
             await holder[0].stop()
+
+    try:
+        run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A KubeSchedulerConfiguration file.")
+@click.option("--bind-address", default="127.0.0.1", show_default=True, help="Address of /healthz and /metrics.")
+@click.option("--port", type=int, default=10251, show_default=True, help="HTTP port of /healthz and /metrics (0: off).")
+@click.option("--leader-elect/--no-leader-elect", default=None,
+              help="Take part in leader election (default: the configuration's leaderElection.leaderElect).")
+@click.option("-v", "--verbose", is_flag=True)
+def scheduler(kubeconfig: Path | None, config_file: Path | None, bind_address: str, port: int,
+              leader_elect: bool | None, verbose: bool) -> None:
+    """Run the scheduler (kube-scheduler)."""
+    from k8py.client import ConfigError, RESTClient
+    from k8py.scheduler.app import SchedulerApp
+    from k8py.scheduler.config import ConfigError as SchedulerConfigError
+    from k8py.scheduler.config import load_configuration
+
+    _setup_logging(verbose)
+    progress = Progress()
+    try:
+        config = load_configuration(config_file)
+        client = RESTClient.from_kubeconfig(kubeconfig, component="kube-scheduler")
+    except (ConfigError, SchedulerConfigError) as e:
+        raise click.ClickException(str(e)) from None
+    holder: list[SchedulerApp] = []
+
+    async def start() -> None:
+        app = SchedulerApp(client, config, bind_address=bind_address, port=port, leader_elect=leader_elect)
+        holder.append(app)
+        await app.start()
+        profiles = ", ".join(app.scheduler.profiles)
+        progress.step(f"scheduler started (profiles: {profiles}; leader election {'on' if app.leader_elect else 'off'})")
+
+    async def stop() -> None:
+        if holder:
+            await holder[0].stop()
+        await client.close()
+        progress.step("stopped")
 
     try:
         run(_run_until_signalled(start, stop))

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
 from k8py.bootstrap.kubeconfig import write_kubeconfig
-from k8py.bootstrap.pki import ensure_pki
+from k8py.bootstrap.pki import ensure_client_cert, ensure_pki
+from k8py.client import RESTClient
 from k8py.storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from k8py.scheduler.app import SchedulerApp
 
 STORE_FILE = "state.db"
 
@@ -31,12 +36,17 @@ async def start_apiserver(
 
 
 class Cluster:
-    def __init__(self, data_dir: Path, config: APIServerConfig, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self, data_dir: Path, config: APIServerConfig, progress: Callable[[str], None], *, scheduler: bool = True
+    ) -> None:
+        self.run_scheduler = scheduler
         self.data_dir = data_dir
         self.config = config
         self.progress = progress
         self.kubeconfig = data_dir / "kubeconfig.yaml"
         self.apiserver: APIServer | None = None
+        self.clients: list[RESTClient] = []
+        self.scheduler: SchedulerApp | None = None
 
     async def start(self) -> None:
         self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
@@ -50,7 +60,35 @@ class Cluster:
             pki.admin_key.read_bytes(),
         )
         self.progress(f"admin kubeconfig written to {self.kubeconfig}")
+        if self.run_scheduler:
+            from k8py.scheduler.app import SchedulerApp
+
+            self.scheduler = SchedulerApp(self._client("scheduler", "system:kube-scheduler"))
+            await self.scheduler.start()
+            self.progress("scheduler started")
+
+    def _client(self, stem: str, user: str) -> RESTClient:
+        """A client for a component, with its own certificate and kubeconfig (as kubeadm writes them)."""
+        pki = self.apiserver.pki if self.apiserver is not None else None
+        assert pki is not None
+        pair = ensure_client_cert(pki.directory, stem, user)
+        path = write_kubeconfig(
+            self.data_dir / f"{stem}.conf",
+            f"https://127.0.0.1:{self.config.port}",
+            pki.ca_cert.read_bytes(),
+            pair.cert_pem(),
+            pair.key_pem(),
+            user=user,
+            context=f"{user}@k8py",
+        )
+        client = RESTClient.from_kubeconfig(path, component=user)
+        self.clients.append(client)
+        return client
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for client in self.clients:
+            await client.close()
         if self.apiserver is not None:
             await self.apiserver.stop()

@@ -183,7 +183,8 @@ async def test_recorder_cluster_scoped_object_and_reference(client: RESTClient, 
     assert (
         node_event["metadata"]["namespace"] == "default" and "namespace" not in node_event["involvedObject"]
     )
-    (pod_event,) = await _events_about(client, namespace, "ref")
+    # (the scheduler of `k8py up` may add its own FailedScheduling about the pod)
+    (pod_event,) = [e for e in await _events_about(client, namespace, "ref") if e["reason"] == "Pulled"]
     assert pod_event["involvedObject"]["fieldPath"] == "spec.containers{c}"
     await client.delete(NODES, "events-test-node")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import secrets
+import time
 import uuid
 from typing import Any
 
@@ -18,8 +18,16 @@ GENERATE_NAME_SUFFIX = 5
 
 
 def now() -> str:
-    """RFC 3339 at second precision, as metav1.Time serialises."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 at second precision, as metav1.Time serialises (formatted once a second: every write
+    stamps one or two)."""
+    global _now
+    second = int(time.time())
+    if second != _now[0]:
+        _now = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _now[1]
+
+
+_now = (0, "")
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -36,9 +44,12 @@ def new_uid() -> str:
 
 
 def generate_name(prefix: str) -> str:
-    """generateName + 5 random characters, as kube's SimpleNameGenerator (prefix cut to fit 63)."""
+    """generateName + 5 random characters, as kube's SimpleNameGenerator (prefix cut to fit 63).
+
+    From `random` like kube's utilrand (math/rand): names must be unlikely to collide, not secret,
+    and every pod's token volume takes one (`secrets` costs a system call per character)."""
     prefix = prefix[: 63 - GENERATE_NAME_SUFFIX]
-    return prefix + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(GENERATE_NAME_SUFFIX))
+    return prefix + "".join(random.choices(_NAME_ALPHABET, k=GENERATE_NAME_SUFFIX))
 
 
 def clone(obj: Any) -> Any:

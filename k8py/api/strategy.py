@@ -14,6 +14,7 @@ from typing import Any
 
 from k8py.api.defaults import prepare_job, prepare_namespace
 from k8py.api.defaults.apiextensions import prepare_crd_create, prepare_crd_update
+from k8py.api.meta import now
 from k8py.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
@@ -37,7 +38,19 @@ def _field_str(value: Any) -> str:
 
 
 def _pod_create_status(obj: Obj) -> None:
-    obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    spec = obj.get("spec") or {}
+    obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
+    if spec.get("schedulingGates"):  # applySchedulingGatedCondition
+        obj["status"]["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": None,
+                "lastTransitionTime": now(),
+            }
+        ]
 
 
 def _namespace_update(new: Obj, old: Obj) -> None:

@@ -58,6 +58,11 @@ class Context:
     warnings: list[str] = field(default_factory=list)
     subresource: str = ""  # the request's subresource, as managedFields entries name it
     applied: bool = False  # server-side apply already set the object's managedFields
+    # The objects this request writes were built for it alone (decoded from its body, or a copy of the
+    # stored object changed): once stored, one becomes the watch cache's object as it is, instead of
+    # being parsed again from the stored bytes. Writes whose objects share parts with anything someone
+    # may still change (the API server's own, from templates) leave it False.
+    exclusive: bool = False
 
 
 @dataclass
@@ -313,8 +318,19 @@ class GenericStore:
         finally:
             for hook in self.after_write:
                 hook(info, obj)
-        stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        self._written(ctx, key, stored, revision)
         return from_storage(info, stored)
+
+    def _written(self, ctx: Context, key: str, stored: Obj, revision: int) -> None:
+        """Stamp the resourceVersion of an object just stored; hand it to the watch cache when it is the
+        request's alone (then it is shared: the caller only reads it from now on)."""
+        md = stored.setdefault("metadata", {})
+        if ctx.exclusive:
+            md.pop("resourceVersion", None)  # last, where decoding the stored value puts it
+            md["resourceVersion"] = str(revision)
+            self.cache.prime(key, revision, stored)
+        else:
+            md["resourceVersion"] = str(revision)
 
     async def _current(self, info: ResourceInfo, namespace: str, name: str) -> Obj | None:
         await self.cache.sync()
@@ -392,8 +408,9 @@ class GenericStore:
             stored = to_storage(info, result)
             if ctx.dry_run:
                 return result, False
+            finalized = self._finalized(stored)
             try:
-                if self._finalized(stored):
+                if finalized:
                     revision, _ = await self.store.delete(key, expected_revision=int(current_rv))
                 else:
                     revision = await self.store.update(key, _encode(stored), expected_revision=int(current_rv))
@@ -404,7 +421,10 @@ class GenericStore:
             finally:
                 for hook in self.after_write:
                     hook(info, result)
-            stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
+            if finalized:
+                stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
+            else:
+                self._written(ctx, key, stored, revision)
             return from_storage(info, stored), False
         raise errors.conflict(info.group, info.resource, name, "too many conflicts, please retry")
 

@@ -95,6 +95,7 @@ class ResourceHandler:
     async def handle(self, request: web.Request, ri: RequestInfo, ctx: Context) -> web.StreamResponse:
         info = self.lookup(ri)
         q = request.query
+        ctx.exclusive = True  # what a request writes is decoded from its body or a copy: the store may keep it
         if ri.subresource:
             sub = info.subresource(ri.subresource)
             if sub is None:
@@ -433,6 +434,7 @@ class ResourceHandler:
         """POST /api/v1/namespaces/{ns}/bindings: the legacy form of pods/binding."""
         pods = self.registry.get("", "v1", "pods")
         assert pods is not None
+        ctx.exclusive = True
         binding = await self._decode_binding(request)
         name = (binding.get("metadata") or {}).get("name", "")
         sub_ri = RequestInfo(True, verb="create", namespace=ri.namespace, resource="pods", name=name, subresource="binding")

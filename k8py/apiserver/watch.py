@@ -206,8 +206,10 @@ async def serve_watch(
             if batch:
                 await _write_events(response, enc, batch, match)
                 last = batch[-1].revision
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    except ConnectionResetError:
+        # The client went away (the usual way to stop a watch): the watch ends, no server error. aiohttp
+        # finishes the response quietly (its write_eof's ConnectionError is handled, the access logged).
+        return response
     finally:
         sub.close()
     with contextlib.suppress(ConnectionResetError):

@@ -7,6 +7,10 @@ mutate them (handlers copy before changing anything).
 
 Reads that must see the latest writes ("consistent reads") first wait until
 the cache has caught up with the store's current revision.
+
+An object is parsed once per write: the generic store hands the object it just
+wrote to `prime`, and the event of that write takes it instead of decoding the
+stored bytes again (the same JSON: the stored value is that object's encoding).
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class WatchCache:
         self._progress = asyncio.Condition()
         self.revision = 0
         self._start_revision = 0
+        self._primed: dict[str, tuple[int, Obj]] = {}  # key -> (revision, the object written at it)
         self.on_events: list[Callable[[list[WatchEvent]], None]] = []
 
     async def start(self) -> None:
@@ -117,6 +122,14 @@ class WatchCache:
                 await self._task
         for sub in list(self._subs):
             sub.close()
+        self._primed.clear()
+
+    def prime(self, key: str, revision: int, obj: Obj) -> None:
+        """`obj` (resourceVersion set) is what a write stored at `key` as revision `revision`: the event of
+        that write takes it as the cached object instead of decoding the stored bytes. The caller gives it
+        up: from now on it is shared and nobody may change it. Ignored once the cache has seen the revision."""
+        if revision > self.revision:
+            self._primed[key] = (revision, obj)
 
     async def _run(self, start: int) -> None:
         try:
@@ -130,9 +143,11 @@ class WatchCache:
 
     def _apply(self, batch: list[Event]) -> None:
         events: list[WatchEvent] = []
+        primed = self._primed
         for ev in batch:
             key = ev.kv.key
             prev = self._objects.get(key)
+            hit = primed.pop(key, None) if primed else None
             if ev.type is EventType.DELETE:
                 if prev is None:
                     continue
@@ -143,7 +158,7 @@ class WatchCache:
                     del self._keys[i]
                 events.append(WatchEvent("DELETED", key, obj, prev, ev.kv.mod_revision))
             else:
-                obj = decode(ev.kv)
+                obj = hit[1] if hit is not None and hit[0] == ev.kv.mod_revision else decode(ev.kv)
                 self._objects[key] = obj
                 if prev is None:
                     bisect.insort(self._keys, key)

@@ -328,6 +328,17 @@ def ensure_pki(directory: Path, hostnames: Iterable[str] = (), ips: Iterable[str
     return paths
 
 
+def ensure_client_cert(directory: Path, stem: str, common_name: str, organizations: Sequence[str] = ()) -> CertKeyPair:
+    """Create or reuse ``<stem>.crt``/``<stem>.key`` in ``directory``: a client certificate from the
+    cluster CA there, for a component's kubeconfig (``system:kube-scheduler``, ...)."""
+    paths = PKIPaths.in_dir(directory)
+    ca = load_ca(paths.ca_cert, paths.ca_key)
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    if not _reusable_leaf(cert_path, key_path, ca):
+        save_pair(issue_client_cert(ca, common_name, organizations), cert_path, key_path)
+    return load_pair(cert_path, key_path)
+
+
 def load_service_account_key(paths: PKIPaths) -> ec.EllipticCurvePrivateKey | None:
     """The service account signing key, or None when it is missing, unreadable or not matched by `sa.pub`."""
     try:

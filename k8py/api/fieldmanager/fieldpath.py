@@ -82,12 +82,13 @@ def key(fields: dict[str, Any]) -> str:
     if len(fields) == 1:  # the usual case (a name, a port): cached
         [(name, v)] = fields.items()
         if type(v) is str or type(v) is int:
-            return _single_key(name, v)
+            return single_key(name, v)
     return "k:" + go_json(fields)
 
 
 @functools.lru_cache(maxsize=16384)
-def _single_key(name: str, v: str | int) -> str:
+def single_key(name: str, v: str | int) -> str:
+    """`key({name: v})` for a string or int (not bool) `v`."""
     return "k:" + go_json({name: v})
 
 

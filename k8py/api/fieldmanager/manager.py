@@ -273,8 +273,10 @@ def record_update(
     subresource: str = "",
 ) -> None:
     """Set `new`'s managedFields after `manager` wrote it over `live` (None: a create)."""
-    entries = _base_entries(live, new, subresource)
     t = typed.compile_schema(schema)
+    if live is None and scope is not Scope.STATUS and _record_create(new, t, manager, api_version, scope, subresource):
+        return
+    entries = _base_entries(live, new, subresource)
     try:
         if live is None:
             changed, removed = typed.created(_view(new, scope), t), {}
@@ -297,6 +299,36 @@ def record_update(
     entries = {i: e for i, e in entries.items() if e.fields}
     _cap(entries)
     _write(new, entries)
+
+
+_CREATE_OMIT = {
+    Scope.WHOLE: frozenset(("apiVersion", "kind")),
+    Scope.MAIN: frozenset(("apiVersion", "kind", "status")),
+}
+
+
+def _record_create(new: Obj, t: typed.Type, manager: str, api_version: str, scope: Scope, subresource: str) -> bool:
+    """The usual create (no managedFields in the request): its one entry, the object's whole field set,
+    computed in one pass (`typed.created_fields`). False when the general path must decide (managedFields
+    requested, a type the fast walk does not take, an object it cannot key: the general path handles and
+    reports those)."""
+    md = new.get("metadata")
+    if not isinstance(md, dict):
+        return False
+    requested = md.get("managedFields")
+    if not (subresource or requested is None or requested == [] or requested == [{}]):
+        return False
+    try:
+        changed = typed.created_fields(new, t, _CREATE_OMIT[scope], "metadata", _STRIPPED_META)
+    except Exception:  # the general path fails the same way, and says so
+        return False
+    if changed is None:
+        return False
+    if changed:
+        md["managedFields"] = [Entry(manager, UPDATE, api_version, objmeta.now(), changed, subresource).encode()]
+    else:
+        md.pop("managedFields", None)
+    return True
 
 
 def _base_entries(live: Obj | None, new: Obj, subresource: str) -> Entries:

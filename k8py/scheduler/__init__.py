@@ -1,0 +1,1 @@
+"""kube-scheduler: the scheduling framework, its default plugins, queue, cache and loop."""

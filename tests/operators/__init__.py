@@ -1,0 +1,1 @@
+"""Test-only operators run against k8py as real subprocesses."""
