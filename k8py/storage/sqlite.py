@@ -34,10 +34,13 @@ Nothing touches sqlite on the event loop.
 * One writer thread owns the only writing connection and does *group commit*:
   it takes everything queued (up to `max_batch` ops), checks each op in order
   against the key's latest row (an in-memory overlay for rows written earlier
-  in the same batch, then a cache of live keys, then the database), appends
-  the rows of the ops that pass with one `executemany`, commits once, and then
-  hands the outcomes and the batch's events back to the loop in a single
-  `call_soon_threadsafe`. An op that fails its check (KeyExists / NotFound /
+  in the same batch, then a cache of live keys, then the database, asked once
+  for all the batch's other keys), appends the rows of the ops that pass with
+  a few multi-row INSERTs, commits once, and then hands the outcomes and the
+  batch's events back to the loop in a single `call_soon_threadsafe`. Few
+  statements matter as much as few commits: sqlite3 lets go of the GIL for
+  every statement step, and each time the writer must win it back from a busy
+  event loop. An op that fails its check (KeyExists / NotFound /
   Conflict) fails only its own future; an sqlite error fails the whole batch
   (it is rolled back, nothing was acknowledged).
 * Reads run on a small thread pool, one connection per thread. WAL lets them
@@ -74,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import queue
@@ -143,6 +147,29 @@ _STATE = (
     "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'kv'),"
     " (SELECT value FROM meta WHERE key = 'compact_rev')"
 )
+
+# Statements over several rows or keys come in power-of-two sizes (few to prepare and cache), small
+# enough for SQLite's oldest default limit of 999 parameters.
+_MAX_INSERT_ROWS = 128
+_MAX_LOOKUP_KEYS = 512
+
+
+@functools.cache
+def _insert_rows(n: int) -> str:
+    """An INSERT of `n` rows (INSERT_ROW's columns)."""
+    return INSERT_ROW + ", (?, ?, ?, ?, ?, ?, ?)" * (n - 1)
+
+
+@functools.cache
+def _latest_rows(n: int) -> str:
+    """The latest row of each of `n` keys (bare columns of a max() aggregate come from the max row)."""
+    marks = ", ".join("?" * n)
+    return f"SELECT name, max(id), create_revision, deleted FROM kv WHERE name IN ({marks}) GROUP BY name"
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
+
 
 _CREATE, _UPDATE, _DELETE, _CALL = range(4)
 _STOP = object()
@@ -484,13 +511,33 @@ class SQLiteStore:
         else:
             self._loop.call_soon_threadsafe(_settle, fut, result, None)
 
-    def _latest(self, key: str, overlay: dict[str, _Latest]) -> _Latest | None:
+    def _fetch_latest(self, ops: Sequence[_Op]) -> dict[str, _Latest | None]:
+        """The latest rows of the keys of `ops` that are not cached live (None: no row), in one query
+        per `_MAX_LOOKUP_KEYS` keys (padded to a power of two)."""
+        cache = self._cache
+        keys = list(dict.fromkeys(op[1] for op in ops if op[1] not in cache))
+        out: dict[str, _Latest | None] = dict.fromkeys(keys)
+        conn = self._wconn
+        assert conn is not None
+        while keys:
+            chunk, keys = keys[:_MAX_LOOKUP_KEYS], keys[_MAX_LOOKUP_KEYS:]
+            size = 1 << (len(chunk) - 1).bit_length()  # the power of two at or above
+            chunk += chunk[-1:] * (size - len(chunk))
+            for name, rid, cr, deleted in conn.execute(_latest_rows(size), chunk):
+                out[name] = (rid, cr, bool(deleted), None)
+                if not deleted:
+                    cache[name] = (rid, cr)
+        return out
+
+    def _latest(self, key: str, overlay: dict[str, _Latest], fetched: dict[str, _Latest | None]) -> _Latest | None:
         hit = overlay.get(key)
         if hit is not None:
             return hit
         cached = self._cache.get(key)
         if cached is not None:
             return (cached[0], cached[1], False, None)
+        if key in fetched:
+            return fetched[key]
         assert self._wconn is not None
         row = self._wconn.execute(_LATEST, (key,)).fetchone()
         if row is None:
@@ -515,9 +562,14 @@ class SQLiteStore:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         events: list[Event] = []
         rev = self._w_rev
+        try:
+            fetched = self._fetch_latest(ops)
+        except Exception:  # an sqlite error: each op looks its key up alone (and fails alone)
+            log.exception("sqlite store: looking up a batch's keys failed")
+            fetched = {}
         for kind, key, value, expected, fut in ops:
             try:
-                latest = self._latest(key, overlay)
+                latest = self._latest(key, overlay, fetched)
                 live = latest is not None and not latest[2]
                 if kind == _CREATE:
                     if live:
@@ -557,7 +609,11 @@ class SQLiteStore:
             conn = self._wconn
             try:
                 conn.execute("BEGIN")
-                conn.executemany(INSERT_ROW, rows)
+                done = 0
+                while done < len(rows):
+                    n = min(_pow2_floor(len(rows) - done), _MAX_INSERT_ROWS)
+                    conn.execute(_insert_rows(n), [v for row in rows[done : done + n] for v in row])
+                    done += n
                 conn.execute("COMMIT")
             except Exception as e:
                 with contextlib.suppress(sqlite3.Error):

@@ -581,9 +581,10 @@ class PreScoreState:
     ``items`` is what Score reads: per constraint (topology key, hostname memo or None, terms,
     weight, maxSkew - 1, matcher), where the terms map a topology value to its share of the score."""
 
-    __slots__ = ("constraints", "ignored_nodes", "counts", "weights", "items", "namespace")
+    __slots__ = ("constraints", "ignored_nodes", "counts", "weights", "items", "value_items", "namespace")
 
     def __init__(self) -> None:
+        self.value_items: tuple[tuple[str, dict[str, float], int], ...] | None = None
         self.constraints: list[Constraint] = []
         self.ignored_nodes: set[str] = set()
         self.counts: list[dict[str, int]] = []
@@ -861,6 +862,8 @@ class PodTopologySpread:
             terms = {v: score_for_count(cnt, c.max_skew, weight) for v, cnt in counts.items()}
             items.append((c.topology_key, memo, terms, weight, c.max_skew - 1, c.match))
         s.items = tuple(items)
+        if all(memo is None for _, memo, *_ in items):  # no hostname constraint: the lean Score loop
+            s.value_items = tuple((key, terms, offset) for key, _, terms, _, offset, _ in items)
         state[PRE_SCORE_KEY] = s
         return None
 
@@ -872,6 +875,14 @@ class PodTopologySpread:
             return _ZERO
         labels = node.labels
         score = 0.0
+        value_items = s.value_items
+        if value_items is not None:
+            for key, terms, skew_offset in value_items:
+                value = labels.get(key)
+                if value is not None:
+                    term = terms.get(value)
+                    score += skew_offset if term is None else term
+            return int(score + 0.5), None
         for key, memo, terms, weight, skew_offset, match in s.items:
             value = labels.get(key)
             if value is None:
