@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 import threading
@@ -452,3 +453,41 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         assert not missing
     finally:
         await s.close()
+
+
+async def test_large_batch_after_restart_checks_every_key(tmp_path: Path) -> None:
+    """One batch of more keys than one lookup or one INSERT takes, none of them cached (a restart):
+    live keys conflict, deleted ones are created again over their tombstones, in-batch duplicates
+    see the batch's own rows."""
+    path = str(tmp_path / "db")
+    s = SQLiteStore(path)
+    await s.start()
+    live = await s.create("/k/live", b"1")
+    await s.create("/k/gone", b"1")
+    gone, _ = await s.delete("/k/gone")
+    await s.close()
+
+    s = SQLiteStore(path)
+    await s.start()
+    try:
+        release = threading.Event()
+        held = asyncio.ensure_future(s._call_writer(lambda conn: release.wait(5)))  # noqa: SLF001
+        await asyncio.sleep(0.05)
+        keys = ["/k/live", "/k/gone", "/k/new", "/k/new"] + [f"/k/n{i:04d}" for i in range(700)]
+        tasks = [asyncio.ensure_future(s.create(k, b"v")) for k in keys]
+        await asyncio.sleep(0.05)
+        release.set()
+        await held
+        res = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(res[0], KeyExistsError) and isinstance(res[3], KeyExistsError)
+        assert res[1] == gone + 1 and res[2] == gone + 2
+        assert res[4:] == list(range(gone + 3, gone + 3 + 700))
+        with pytest.raises(ConflictError):
+            await s.update("/k/live", b"2", expected_revision=live + 1)
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT id, created, deleted, prev_revision FROM kv WHERE name = '/k/gone' ORDER BY id").fetchall()
+    assert rows[-1] == (gone + 1, 1, 0, gone)  # the create points at the tombstone it follows
+    assert conn.execute("SELECT count(*) FROM kv WHERE name LIKE '/k/n0%'").fetchone() == (700,)
+    conn.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from k8py.api.selectors import FieldSelector, LabelSelector
 from k8py.api.strategy import Strategy, strategy_for
 from k8py.api.validation import validate
 from k8py.apiserver.admission import Attributes, Chain, UserInfo
-from k8py.apiserver.watchcache import WatchCache, decode
+from k8py.apiserver.watchcache import WatchCache, decode, stamp
 from k8py.storage.interface import (
     CompactedError,
     ConflictError,
@@ -311,26 +312,30 @@ class GenericStore:
             if self.cache.get(key) is not None:
                 raise errors.already_exists(info.group, info.resource, md["name"])
             return obj
+        data = _encode(stored)
         try:
-            revision = await self.store.create(key, _encode(stored))
+            with self._priming(ctx, key, data, stored):
+                revision = await self.store.create(key, data)
         except KeyExistsError:
             raise errors.already_exists(info.group, info.resource, md["name"]) from None
         finally:
             for hook in self.after_write:
                 hook(info, obj)
-        self._written(ctx, key, stored, revision)
+        self._written(ctx, stored, revision)
         return from_storage(info, stored)
 
-    def _written(self, ctx: Context, key: str, stored: Obj, revision: int) -> None:
-        """Stamp the resourceVersion of an object just stored; hand it to the watch cache when it is the
-        request's alone (then it is shared: the caller only reads it from now on)."""
-        md = stored.setdefault("metadata", {})
+    def _priming(self, ctx: Context, key: str, data: bytes, stored: Obj) -> contextlib.AbstractContextManager[None]:
+        """Around a store write: the object becomes the watch cache's when it is the request's alone (then
+        it is shared once written: the caller only reads it)."""
+        return self.cache.prime(key, data, stored) if ctx.exclusive else contextlib.nullcontext()
+
+    @staticmethod
+    def _written(ctx: Context, stored: Obj, revision: int) -> None:
+        """Stamp the resourceVersion of an object just stored (as the watch cache does, if it is shared)."""
         if ctx.exclusive:
-            md.pop("resourceVersion", None)  # last, where decoding the stored value puts it
-            md["resourceVersion"] = str(revision)
-            self.cache.prime(key, revision, stored)
+            stamp(stored, revision)
         else:
-            md["resourceVersion"] = str(revision)
+            stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
 
     async def _current(self, info: ResourceInfo, namespace: str, name: str) -> Obj | None:
         await self.cache.sync()
@@ -413,7 +418,9 @@ class GenericStore:
                 if finalized:
                     revision, _ = await self.store.delete(key, expected_revision=int(current_rv))
                 else:
-                    revision = await self.store.update(key, _encode(stored), expected_revision=int(current_rv))
+                    data = _encode(stored)
+                    with self._priming(ctx, key, data, stored):
+                        revision = await self.store.update(key, data, expected_revision=int(current_rv))
             except ConflictError:
                 continue  # the next round re-checks a pinned resourceVersion
             except KeyNotFoundError:
@@ -424,7 +431,7 @@ class GenericStore:
             if finalized:
                 stored.setdefault("metadata", {})["resourceVersion"] = str(revision)
             else:
-                self._written(ctx, key, stored, revision)
+                self._written(ctx, stored, revision)
             return from_storage(info, stored), False
         raise errors.conflict(info.group, info.resource, name, "too many conflicts, please retry")
 

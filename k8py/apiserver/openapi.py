@@ -41,8 +41,9 @@ built and serialized on first request and cached with its hash until
 `invalidate()` (CRDs will change the registry). The root needs every hash, so
 the first root request builds all documents; see tests/test_openapi.py for the
 budget. The aiohttp handlers build in a worker thread so the event loop keeps
-serving meanwhile. `/openapi/v2` is answered 404: kubectl only asks for it (as
-protobuf) when v3 lacks what it needs, and no client we support needs it.
+serving meanwhile. `/openapi/v2`, which kubectl fetches (as protobuf) to validate on
+the client what it cannot hand to the server, is derived from these documents in
+`k8py.apiserver.openapi_v2`; `generation` tells it when they changed.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -65,6 +66,9 @@ from k8py.api.errors import StatusError
 from k8py.api.registry import Registry, ResourceInfo, Subresource
 from k8py.api.strategy import strategy_for
 from k8py.apiextensions import openapi as crd_openapi
+
+if TYPE_CHECKING:
+    from k8py.apiserver.openapi_v2 import OpenAPIV2
 
 Schema = dict[str, Any]
 
@@ -960,6 +964,11 @@ class OpenAPIV3:
         self._docs: dict[str, tuple[bytes, str]] = {}
         self._root: tuple[bytes, str] | None = None
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every `invalidate()`: what was derived from the documents (OpenAPI v2) is stale."""
+        return self._generation
+
     def paths(self) -> list[str]:
         """The document names of the root, sorted: "api", "api/v1", "apis", "apis/apps", "apis/apps/v1", ..."""
         names = {"version"}
@@ -1101,8 +1110,8 @@ def _not_found() -> web.Response:
     return web.Response(status=404, body=orjson.dumps(status.status()), content_type="application/json")
 
 
-def add_routes(app: web.Application, openapi: OpenAPIV3) -> None:
-    """Serve `/openapi/v3`, `/openapi/v3/{path}` and a 404 `/openapi/v2`."""
+def add_routes(app: web.Application, openapi: OpenAPIV3, v2: OpenAPIV2 | None = None) -> None:
+    """Serve `/openapi/v3`, `/openapi/v3/{path}` and `/openapi/v2` (`k8py.apiserver.openapi_v2`; 404 without one)."""
 
     async def root(request: web.Request) -> web.StreamResponse:
         data, etag = await asyncio.to_thread(openapi.root_document)
@@ -1131,9 +1140,14 @@ def add_routes(app: web.Application, openapi: OpenAPIV3) -> None:
             return web.Response(status=304, headers=headers)
         return web.Response(body=data, content_type="application/json", headers=headers)
 
-    async def v2(request: web.Request) -> web.StreamResponse:
+    async def not_served(request: web.Request) -> web.StreamResponse:
         return _not_found()
 
     app.router.add_get("/openapi/v3", root)
     app.router.add_get("/openapi/v3/{path:.+}", document)
-    app.router.add_get("/openapi/v2", v2)
+    if v2 is None:
+        app.router.add_get("/openapi/v2", not_served)
+    else:
+        from k8py.apiserver import openapi_v2
+
+        openapi_v2.add_routes(app, v2)

@@ -36,6 +36,7 @@ from k8py.apiserver.handlers import ResourceHandler, json_response
 from k8py.apiserver.namespace_defaults import NamespaceDefaults
 from k8py.apiserver.openapi import OpenAPIV3
 from k8py.apiserver.openapi import add_routes as add_openapi_routes
+from k8py.apiserver.openapi_v2 import OpenAPIV2
 from k8py.apiserver.requestinfo import parse as parse_request
 from k8py.apiserver.tokens import InvalidToken, TokenAuthenticator, TokenRequestREST, TokenSigner
 from k8py.apiserver.watchcache import WatchCache
@@ -99,6 +100,7 @@ class APIServer:
         self.handler = ResourceHandler(self.registry, self.generic)
         self.discovery = Discovery(self.registry, f"{config.advertise_address}:{config.port}")
         self.openapi = OpenAPIV3(self.registry)
+        self.openapi_v2 = OpenAPIV2(self.openapi)  # derived from v3, rebuilt when CRDs invalidate it
         self.crds = CRDController(self.registry, self.cache, self.generic, self.discovery, self.openapi)
         self.admission.plugins.append(self.crds.admission)
         self.authorizer = default_authorizer()
@@ -126,7 +128,7 @@ class APIServer:
             app.router.add_get(path + "/{check:.*}", self._health)
         app.router.add_get("/api", self._api)
         app.router.add_get("/apis", self._apis)
-        add_openapi_routes(app, self.openapi)
+        add_openapi_routes(app, self.openapi, self.openapi_v2)
         app.router.add_route("*", "/api/{tail:.*}", self._resource)
         app.router.add_route("*", "/apis/{tail:.*}", self._resource)
         app.router.add_route("*", "/{tail:.*}", self._not_found)

@@ -8,9 +8,11 @@ mutate them (handlers copy before changing anything).
 Reads that must see the latest writes ("consistent reads") first wait until
 the cache has caught up with the store's current revision.
 
-An object is parsed once per write: the generic store hands the object it just
-wrote to `prime`, and the event of that write takes it instead of decoding the
-stored bytes again (the same JSON: the stored value is that object's encoding).
+An object is parsed once per write: the generic store `prime`s the cache with
+the object it is writing and the bytes it stores, and the event that carries
+those bytes takes the object instead of decoding them again (the stored value
+is that object's encoding). The match is on the bytes, not on the order in
+which the write's caller and the cache's watch happen to run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import bisect
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,14 @@ def decode(kv: KeyValue, revision: int | None = None) -> Obj:
 
     obj = orjson.loads(kv.value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision or kv.mod_revision)
+    return obj
+
+
+def stamp(obj: Obj, revision: int) -> Obj:
+    """Set an object's resourceVersion last in its metadata, where `decode` puts it."""
+    md = obj.setdefault("metadata", {})
+    md.pop("resourceVersion", None)
+    md["resourceVersion"] = str(revision)
     return obj
 
 
@@ -96,9 +106,10 @@ class WatchCache:
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
+        self._waiting = 0  # reads in wait_for
         self.revision = 0
         self._start_revision = 0
-        self._primed: dict[str, tuple[int, Obj]] = {}  # key -> (revision, the object written at it)
+        self._primed: dict[str, tuple[bytes, Obj]] = {}  # key -> (value being written, its object)
         self.on_events: list[Callable[[list[WatchEvent]], None]] = []
 
     async def start(self) -> None:
@@ -124,12 +135,20 @@ class WatchCache:
             sub.close()
         self._primed.clear()
 
-    def prime(self, key: str, revision: int, obj: Obj) -> None:
-        """`obj` (resourceVersion set) is what a write stored at `key` as revision `revision`: the event of
-        that write takes it as the cached object instead of decoding the stored bytes. The caller gives it
-        up: from now on it is shared and nobody may change it. Ignored once the cache has seen the revision."""
-        if revision > self.revision:
-            self._primed[key] = (revision, obj)
+    @contextlib.contextmanager
+    def prime(self, key: str, value: bytes, obj: Obj) -> Iterator[None]:
+        """Around a write of `value` (the encoding of `obj`) at `key`: its event takes `obj` as the cached
+        object (resourceVersion stamped) instead of decoding `value`. The writer gives `obj` up: once
+        written it is shared, and nobody may change it but to stamp the same resourceVersion. A write
+        that fails takes its object back."""
+        self._primed[key] = (value, obj)
+        try:
+            yield
+        except BaseException:
+            hit = self._primed.get(key)
+            if hit is not None and hit[1] is obj:
+                del self._primed[key]
+            raise
 
     async def _run(self, start: int) -> None:
         try:
@@ -147,7 +166,6 @@ class WatchCache:
         for ev in batch:
             key = ev.kv.key
             prev = self._objects.get(key)
-            hit = primed.pop(key, None) if primed else None
             if ev.type is EventType.DELETE:
                 if prev is None:
                     continue
@@ -158,7 +176,12 @@ class WatchCache:
                     del self._keys[i]
                 events.append(WatchEvent("DELETED", key, obj, prev, ev.kv.mod_revision))
             else:
-                obj = hit[1] if hit is not None and hit[0] == ev.kv.mod_revision else decode(ev.kv)
+                hit = primed.get(key) if primed else None
+                if hit is not None and (hit[0] is ev.kv.value or hit[0] == ev.kv.value):
+                    del primed[key]
+                    obj = stamp(hit[1], ev.kv.mod_revision)
+                else:
+                    obj = decode(ev.kv)
                 self._objects[key] = obj
                 if prev is None:
                     bisect.insort(self._keys, key)
@@ -172,7 +195,8 @@ class WatchCache:
                 sub.push(mine)
         for hook in self.on_events:
             hook(events)
-        asyncio.get_running_loop().create_task(self._notify())
+        if self._waiting:  # a task per batch only when a read waits for one
+            asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:
         async with self._progress:
@@ -182,12 +206,15 @@ class WatchCache:
         """Wait until the cache has seen `revision`; False on timeout."""
         if self.revision >= revision:
             return True
+        self._waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 async with self._progress:
                     await self._progress.wait_for(lambda: self.revision >= revision)
         except TimeoutError:
             return False
+        finally:
+            self._waiting -= 1
         return True
 
     async def sync(self) -> None:

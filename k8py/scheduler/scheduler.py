@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from k8py.client import NORMAL, WARNING, APIError, EventRecorder, PatchType, RESTClient, is_not_found
+from k8py.client import NORMAL, WARNING, ClientError, EventRecorder, PatchType, RESTClient, is_not_found
 from k8py.client.cache import DeletedFinalStateUnknown
 from k8py.client.informer import (
     FilteringResourceEventHandler,
@@ -89,6 +89,7 @@ _STORAGE_EVENTS = {
     "csistoragecapacities": EventResource.CSI_STORAGE_CAPACITY,
 }
 NOT_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
+MAX_IN_FLIGHT_WRITES = 32
 
 
 class Scheduler:
@@ -132,6 +133,9 @@ class Scheduler:
         self.algorithm = Algorithm(pct)
         self.metrics = Metrics()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # API writes of binding cycles and status updates in flight at once (a few connections
+        # kept busy, rather than a TLS handshake storm when thousands of pods bind together)
+        self._api_slots = asyncio.Semaphore(MAX_IN_FLIGHT_WRITES)
         self._add_event_handlers(informers)
 
     # -- running --------------------------------------------------------------------------
@@ -262,11 +266,16 @@ class Scheduler:
         self, fwk: Framework, state: CycleState, qpi: QueuedPodInfo, assumed: PodInfo, host: str, start: float
     ) -> None:
         pod = qpi.pod_info
-        status = await fwk.wait_on_permit(assumed)
-        if status is None:
-            status = await fwk.run_pre_bind_plugins(state, assumed, host)
-        if status is None:
-            status = await fwk.run_bind_plugins(state, assumed, host)
+        try:
+            status = await fwk.wait_on_permit(assumed)
+            if status is None:
+                async with self._api_slots:
+                    status = await fwk.run_pre_bind_plugins(state, assumed, host)
+                    if status is None:
+                        status = await fwk.run_bind_plugins(state, assumed, host)
+        except Exception as e:  # a transport error or a plugin bug: the attempt fails, the pod goes back
+            log.warning("binding %s to %s failed: %s", pod.key, host, e)
+            status = Status(Code.ERROR, str(e), error=e)
         if status is not None:
             fwk.run_reserve_plugins_unreserve(state, assumed, host)
             self.cache.forget_pod(pod)
@@ -337,6 +346,10 @@ class Scheduler:
         self._spawn(self._update_pod_status(current, reason, message, nominated_node), f"status:{pod.key}")
 
     async def _update_pod_status(self, pod: Obj, reason: str, message: str, nominated_node: str | None) -> None:
+        async with self._api_slots:
+            await self._patch_pod_status(pod, reason, message, nominated_node)
+
+    async def _patch_pod_status(self, pod: Obj, reason: str, message: str, nominated_node: str | None) -> None:
         status = pod.get("status") or {}
         old = next((c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"), None)
         condition = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message}
@@ -360,7 +373,7 @@ class Scheduler:
                 namespace=meta["namespace"],
                 subresource="status",
             )
-        except APIError as e:
+        except ClientError as e:
             if not is_not_found(e):
                 log.warning("updating the status of pod %s/%s: %s", meta["namespace"], meta["name"], e)
 

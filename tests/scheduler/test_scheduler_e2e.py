@@ -40,9 +40,7 @@ def ns(sched_cluster: Cluster, request: pytest.FixtureRequest) -> str:
 
 
 def apply(c: Cluster, *objs: dict[str, Any], namespace: str | None = None) -> None:
-    """`kubectl apply` of the objects as one multi-document stream.
-
-    (Not a v1 List: kubectl validates a List against /openapi/v2, which k8py does not serve yet.)"""
+    """`kubectl apply` of the objects as one multi-document YAML stream."""
     args = ("-n", namespace) if namespace else ()
     c.kubectl("apply", *args, "-f", "-", input=yaml.safe_dump_all(objs))
 
