@@ -187,5 +187,95 @@ def scheduler(kubeconfig: Path | None, config_file: Path | None, bind_address: s
         raise click.ClickException(str(e)) from None
 
 
+@main.command("controller-manager")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--controllers", default="*", show_default=True,
+              help="Controllers to run: '*' for all, 'name' to add one, '-name' to leave one out (comma-separated).")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The pod network (node IPAM).")
+@click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True)
+@click.option("--allocate-node-cidrs/--no-allocate-node-cidrs", default=True, show_default=True)
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True)
+@click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
+              help="Seconds without a node heartbeat before the node is marked unhealthy.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: str, service_cidr: str,
+                       allocate_node_cidrs: bool, node_cidr_mask_size: int, node_monitor_grace_period: float,
+                       leader_elect: bool, verbose: bool) -> None:
+    """Run the controllers (kube-controller-manager)."""
+    from k8py.client import ConfigError, RESTClient
+    from k8py.controllers.manager import ControllerManager, Options, UnknownController
+
+    _setup_logging(verbose)
+    progress = Progress()
+    options = Options(
+        cluster_cidr=cluster_cidr,
+        service_cidr=service_cidr,
+        allocate_node_cidrs=allocate_node_cidrs,
+        node_cidr_mask_size=node_cidr_mask_size,
+        node_monitor_grace_period=node_monitor_grace_period,
+    )
+    try:
+        client = RESTClient.from_kubeconfig(kubeconfig, component="kube-controller-manager")
+        manager = ControllerManager(client, controllers=controllers, options=options, leader_elect=leader_elect)
+    except (ConfigError, UnknownController) as e:
+        raise click.ClickException(str(e)) from None
+
+    async def start() -> None:
+        await manager.start()
+        progress.step(f"controller manager started ({', '.join(manager.names)}; "
+                      f"leader election {'on' if leader_elect else 'off'})")
+
+    async def stop() -> None:
+        await manager.stop()
+        await client.close()
+        progress.step("stopped")
+
+    try:
+        run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command("hollow-nodes")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--count", type=int, default=1, show_default=True)
+@click.option("--prefix", default="hollow-node-", show_default=True)
+@click.option("--cpu", default="4", show_default=True)
+@click.option("--memory", default="16Gi", show_default=True)
+@click.option("--pods", default="110", show_default=True)
+@click.option("-l", "--label", "labels", multiple=True, help="key=value label for every node (repeatable).")
+@click.option("-v", "--verbose", is_flag=True)
+def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, memory: str, pods: str,
+                 labels: tuple[str, ...], verbose: bool) -> None:
+    """Run hollow nodes (kubemark): Nodes whose pods are reported running, nothing run."""
+    from k8py.client import ConfigError, RESTClient
+    from k8py.kubemark.hollow import HollowNodes
+
+    _setup_logging(verbose)
+    progress = Progress()
+    try:
+        client = RESTClient.from_kubeconfig(kubeconfig, component="kubemark")
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    label_map = dict(item.split("=", 1) for item in labels)
+    nodes = HollowNodes(client, [f"{prefix}{i}" for i in range(count)], cpu=cpu, memory=memory, pods=pods,
+                        labels=label_map)
+
+    async def start() -> None:
+        await nodes.start()
+        progress.step(f"{count} hollow node(s) registered ({prefix}0 ...)")
+
+    async def stop() -> None:
+        await nodes.stop()
+        await client.close()
+
+    try:
+        run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
 if __name__ == "__main__":
     main()

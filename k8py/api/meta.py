@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -39,8 +38,16 @@ def format_time(value: dt.datetime) -> str:
 
 
 def new_uid() -> str:
-    """A random (version 4) UUID; from `random`, not os.urandom: uids must be unique, not secret."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    """A random (version 4) UUID; from `random`, not os.urandom: uids must be unique, not secret.
+
+    `str(uuid.UUID(int=..., version=4))` spelled out: every create takes one."""
+    n = random.getrandbits(128) & _UUID_CLEAR | _UUID_V4
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)  # the variant and version bits
+_UUID_V4 = (0x8000 << 48) | (4 << 76)  # RFC 4122 variant, version 4
 
 
 def generate_name(prefix: str) -> str:

@@ -224,7 +224,8 @@ class APIServer:
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
         user = request["user"]
-        attributes = request_attributes(parse_request(request.method, request.path, dict(request.query)), request.path)
+        request["requestinfo"] = ri = parse_request(request.method, request.path, dict(request.query))
+        attributes = request_attributes(ri, request.path)
         decision, reason = self.authorizer.authorize(user, attributes)
         if decision is not Decision.ALLOW:
             raise forbidden(user, attributes, reason)
@@ -271,7 +272,7 @@ class APIServer:
         raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
-        ri = parse_request(request.method, request.path, dict(request.query))
+        ri = request.get("requestinfo") or parse_request(request.method, request.path, dict(request.query))
         if not ri.is_resource:
             return self._group_discovery(request)
         ctx = Context(user=request["user"])
