@@ -81,9 +81,10 @@ def main() -> None:
               help="Seconds between compactions of the store's history (0: never).")
 @click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
 @click.option("--disable-scheduler", is_flag=True, help="Do not run the scheduler (as k3s' flag of that name).")
+@click.option("--disable-controller-manager", is_flag=True, help="Do not run the controller manager.")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
-       disable_scheduler: bool, verbose: bool) -> None:
+       disable_scheduler: bool, disable_controller_manager: bool, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
@@ -92,7 +93,13 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
     config = APIServerConfig(
         port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain
     )
-    cluster = Cluster(data_dir or data_dir_default(), config, progress.step, scheduler=not disable_scheduler)
+    cluster = Cluster(
+        data_dir or data_dir_default(),
+        config,
+        progress.step,
+        scheduler=not disable_scheduler,
+        controller_manager=not disable_controller_manager,
+    )
 
     async def start() -> None:
         await cluster.start()

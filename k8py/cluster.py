@@ -37,9 +37,16 @@ async def start_apiserver(
 
 class Cluster:
     def __init__(
-        self, data_dir: Path, config: APIServerConfig, progress: Callable[[str], None], *, scheduler: bool = True
+        self,
+        data_dir: Path,
+        config: APIServerConfig,
+        progress: Callable[[str], None],
+        *,
+        scheduler: bool = True,
+        controller_manager: bool = True,
     ) -> None:
         self.run_scheduler = scheduler
+        self.run_controller_manager = controller_manager
         self.data_dir = data_dir
         self.config = config
         self.progress = progress
