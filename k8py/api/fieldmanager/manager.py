@@ -325,10 +325,29 @@ def _record_create(new: Obj, t: typed.Type, manager: str, api_version: str, scop
     if changed is None:
         return False
     if changed:
-        md["managedFields"] = [Entry(manager, UPDATE, api_version, objmeta.now(), changed, subresource).encode()]
+        fields = _interned(changed)
+        md["managedFields"] = [Entry(manager, UPDATE, api_version, objmeta.now(), fields, subresource).encode()]
     else:
         md.pop("managedFields", None)
     return True
+
+
+_INTERNED: dict[bytes, Node] = {}
+MAX_INTERNED = 4096
+
+
+def _interned(fields: Node) -> Node:
+    """One copy of each field set creates produce: objects made from one template (a Deployment's pods)
+    have one, and sharing it (sets are never mutated) keeps the watch cache's copies of them from
+    holding a few KiB of small dicts each, for the garbage collector to walk again and again."""
+    key = orjson.dumps(fields)
+    hit = _INTERNED.get(key)
+    if hit is not None:
+        return hit
+    if len(_INTERNED) >= MAX_INTERNED:
+        del _INTERNED[next(iter(_INTERNED))]  # the oldest
+    _INTERNED[key] = fields
+    return fields
 
 
 def _base_entries(live: Obj | None, new: Obj, subresource: str) -> Entries:
