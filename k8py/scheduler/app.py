@@ -48,6 +48,10 @@ def _seconds(value: Any) -> float:
 
 
 class SchedulerApp:
+    """The scheduler as a component. Losing the lease ends the Scheduler (its informers,
+    queue and cache with it); where kube-scheduler exits for its supervisor to restart it,
+    the app builds a fresh Scheduler and goes back to the election."""
+
     def __init__(
         self,
         client: RESTClient,
@@ -57,29 +61,32 @@ class SchedulerApp:
         port: int = 0,
         leader_elect: bool | None = None,
     ) -> None:
-        self.scheduler = Scheduler(client, config)
         self.client = client
+        self.config = config
+        self.scheduler = Scheduler(client, config)
         election = self.scheduler.config["leaderElection"]
         self.leader_elect = election["leaderElect"] if leader_elect is None else leader_elect
         self.bind_address = bind_address
         self.port = port
+        self.identity = f"{socket.gethostname()}_{uuid.uuid4()}"
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self.leading = asyncio.Event()
         self._stopping = False
-        self.elector: LeaderElector | None = None
-        if self.leader_elect:
-            self.elector = LeaderElector(
-                client,
-                namespace=election["resourceNamespace"],
-                name=election["resourceName"],
-                identity=f"{socket.gethostname()}_{uuid.uuid4()}",
-                lease_duration=_seconds(election["leaseDuration"]),
-                renew_deadline=_seconds(election["renewDeadline"]),
-                retry_period=_seconds(election["retryPeriod"]),
-                on_started_leading=self._lead,
-                on_stopped_leading=self._stopped_leading,
-            )
+
+    def _elector(self) -> LeaderElector:
+        election = self.scheduler.config["leaderElection"]
+        return LeaderElector(
+            self.client,
+            namespace=election["resourceNamespace"],
+            name=election["resourceName"],
+            identity=self.identity,
+            lease_duration=_seconds(election["leaseDuration"]),
+            renew_deadline=_seconds(election["renewDeadline"]),
+            retry_period=_seconds(election["retryPeriod"]),
+            on_started_leading=self._lead,
+            on_stopped_leading=self._stopped_leading,
+        )
 
     async def _lead(self) -> None:
         self.leading.set()
@@ -88,7 +95,16 @@ class SchedulerApp:
     def _stopped_leading(self) -> None:
         self.leading.clear()
         if not self._stopping:
-            log.error("leaderelection lost: the scheduler stops scheduling")
+            log.error("leaderelection lost: the scheduler stops scheduling and rejoins the election")
+
+    async def _run(self) -> None:
+        if not self.leader_elect:
+            await self._lead()
+            return
+        while not self._stopping:
+            await self._elector().run()
+            if not self._stopping:
+                self.scheduler = Scheduler(self.client, self.config)
 
     async def start(self) -> None:
         if self.port:
@@ -99,8 +115,7 @@ class SchedulerApp:
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, self.bind_address, self.port).start()
-        run = self.elector.run() if self.elector is not None else self._lead()
-        self._task = asyncio.create_task(run, name="kube-scheduler")
+        self._task = asyncio.create_task(self._run(), name="kube-scheduler")
 
     async def stop(self) -> None:
         self._stopping = True
