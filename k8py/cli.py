@@ -82,9 +82,11 @@ def main() -> None:
 @click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
 @click.option("--disable-scheduler", is_flag=True, help="Do not run the scheduler (as k3s' flag of that name).")
 @click.option("--disable-controller-manager", is_flag=True, help="Do not run the controller manager.")
+@click.option("--controllers", default="*", show_default=True,
+              help="The controller manager's controllers ('*', 'name', '-name'; comma-separated).")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
-       disable_scheduler: bool, disable_controller_manager: bool, verbose: bool) -> None:
+       disable_scheduler: bool, disable_controller_manager: bool, controllers: str, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
@@ -99,6 +101,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
         progress.step,
         scheduler=not disable_scheduler,
         controller_manager=not disable_controller_manager,
+        controllers=controllers,
     )
 
     async def start() -> None:
@@ -194,6 +197,17 @@ def scheduler(kubeconfig: Path | None, config_file: Path | None, bind_address: s
         raise click.ClickException(str(e)) from None
 
 
+def _key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
+    """KEY=VALUE arguments as a dict."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        result[key] = value
+    return result
+
+
 @main.command("controller-manager")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
@@ -205,11 +219,23 @@ def scheduler(kubeconfig: Path | None, config_file: Path | None, bind_address: s
 @click.option("--node-cidr-mask-size", type=int, default=24, show_default=True)
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a node heartbeat before the node is marked unhealthy.")
+@click.option("--node-monitor-period", type=float, default=5.0, show_default=True,
+              help="Seconds between two checks of the nodes' heartbeats (node lifecycle).")
+@click.option("--node-startup-grace-period", type=float, default=60.0, show_default=True,
+              help="Seconds a new node may take to post its first status before it is marked unhealthy.")
+@click.option("--root-ca-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="CA bundle published in every namespace as kube-root-ca.crt (default: the kubeconfig's CA).")
+@click.option("--terminated-pod-gc-threshold", type=int, default=12500, show_default=True,
+              help="Terminated pods kept before the pod garbage collector deletes the oldest (0: no limit).")
+@click.option("--controller-option", "controller_options", multiple=True, metavar="KEY=VALUE",
+              help="A controller knob (Options.extra), e.g. podgc-quarantine=2; repeatable, for tests.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: str, service_cidr: str,
                        allocate_node_cidrs: bool, node_cidr_mask_size: int, node_monitor_grace_period: float,
-                       leader_elect: bool, verbose: bool) -> None:
+                       root_ca_file: str | None, leader_elect: bool, verbose: bool,
+                       terminated_pod_gc_threshold: int = 12500, controller_options: tuple[str, ...] = (),
+                       node_monitor_period: float = 5.0, node_startup_grace_period: float = 60.0) -> None:
     """Run the controllers (kube-controller-manager)."""
     from k8py.client import ConfigError, RESTClient
     from k8py.controllers.manager import ControllerManager, Options, UnknownController
@@ -222,6 +248,11 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
         allocate_node_cidrs=allocate_node_cidrs,
         node_cidr_mask_size=node_cidr_mask_size,
         node_monitor_grace_period=node_monitor_grace_period,
+        node_monitor_period=node_monitor_period,
+        node_startup_grace_period=node_startup_grace_period,
+        terminated_pod_gc_threshold=terminated_pod_gc_threshold,
+        extra=_key_values(controller_options, "--controller-option"),
+        root_ca_file=root_ca_file,
     )
     try:
         client = RESTClient.from_kubeconfig(kubeconfig, component="kube-controller-manager")

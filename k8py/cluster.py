@@ -18,6 +18,7 @@ from k8py.client import RESTClient
 from k8py.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from k8py.controllers.manager import ControllerManager
     from k8py.scheduler.app import SchedulerApp
 
 STORE_FILE = "state.db"
@@ -44,7 +45,9 @@ class Cluster:
         *,
         scheduler: bool = True,
         controller_manager: bool = True,
+        controllers: str = "*",
     ) -> None:
+        self.controllers = controllers
         self.run_scheduler = scheduler
         self.run_controller_manager = controller_manager
         self.data_dir = data_dir
@@ -54,6 +57,7 @@ class Cluster:
         self.apiserver: APIServer | None = None
         self.clients: list[RESTClient] = []
         self.scheduler: SchedulerApp | None = None
+        self.controller_manager: ControllerManager | None = None
 
     async def start(self) -> None:
         self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
@@ -73,6 +77,17 @@ class Cluster:
             self.scheduler = SchedulerApp(self._client("scheduler", "system:kube-scheduler"))
             await self.scheduler.start()
             self.progress("scheduler started")
+        if self.run_controller_manager:
+            from k8py.controllers.manager import ControllerManager, Options
+
+            options = Options(service_cidr=self.config.service_cidr, root_ca_file=str(pki.ca_cert))
+            self.controller_manager = ControllerManager(
+                self._client("controller-manager", "system:kube-controller-manager"),
+                controllers=self.controllers,
+                options=options,
+            )
+            await self.controller_manager.start()
+            self.progress(f"controller manager started ({len(self.controller_manager.names)} controllers)")
 
     def _client(self, stem: str, user: str) -> RESTClient:
         """A client for a component, with its own certificate and kubeconfig (as kubeadm writes them)."""
@@ -93,6 +108,8 @@ class Cluster:
         return client
 
     async def stop(self) -> None:
+        if self.controller_manager is not None:
+            await self.controller_manager.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         for client in self.clients:

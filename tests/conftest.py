@@ -104,7 +104,16 @@ def start_cluster(data_dir: Path, port: int | None = None, extra: tuple[str, ...
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("k8py"))
+    """The cluster of the API tests: the API server with only the controllers every namespace
+    needs (its `default` ServiceAccount and kube-root-ca.crt). The scheduler and the other
+    controllers would act on the objects these tests create (a FailedScheduling status patch
+    on every pod, ReplicaSets for Deployments, deletions of objects with made-up owners),
+    racing the tests' own writes; they have their own clusters in tests/scheduler and
+    tests/controllers."""
+    c = start_cluster(
+        tmp_path_factory.mktemp("k8py"),
+        extra=("--disable-scheduler", "--controllers", "serviceaccount,root-ca-cert-publisher"),
+    )
     yield c
     c.stop()
 

@@ -229,10 +229,9 @@ async def test_error_mapping(client: RESTClient, namespace: str) -> None:
         await client.create(CONFIGMAPS, _cm("elsewhere", "default"), namespace=namespace)
     with pytest.raises(NotFound, match="could not find the requested resource"):
         await client.list(Resource("example.com", "v1", "widgets", "Widget", True), namespace=namespace)
-    with pytest.raises(MethodNotAllowed):
-        await client.create_subresource(
-            PODS, "p", "eviction", {"metadata": {"name": "p"}}, namespace=namespace
-        )
+    with pytest.raises(MethodNotAllowed):  # kube routes POST to collections only
+        await client.raw("POST", f"/api/v1/namespaces/{namespace}/configmaps/p", body=b"{}",
+                         content_type="application/json")
     # Misuse is caught before anything is sent.
     with pytest.raises(ValueError, match="namespace is required"):
         await client.get(CONFIGMAPS, "x")

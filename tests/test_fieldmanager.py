@@ -669,3 +669,14 @@ def generate(t: typed.Type, rng: random.Random, depth: int) -> Any:
     if depth == 0:  # an untyped object
         return {"metadata": {"name": "n", "labels": {"a": "b"}}, "spec": generate(t, rng, 1), "status": {"x": [1]}}
     return rng.choice([{"a": {"b": [1, 2]}, "c": None}, [1, {"x": 2}], "s", 3, {}, {"d": {"e": {}}}])
+
+
+def test_creates_of_one_shape_share_their_field_set() -> None:
+    a, b, c = bench_pod(), bench_pod(), bench_pod()
+    b["metadata"]["labels"]["i"] = "2"  # another value: the same fields
+    c["metadata"]["labels"]["j"] = "3"
+    for obj in (a, b, c):
+        record_update(None, obj, manager="m", api_version="v1", schema=POD, scope=Scope.MAIN)
+    fields = [obj["metadata"]["managedFields"][0]["fieldsV1"] for obj in (a, b, c)]
+    assert fields[0] is fields[1] and fields[2] is not fields[0]
+    assert fields[2]["f:metadata"]["f:labels"] == {".": {}, "f:app": {}, "f:i": {}, "f:j": {}}

@@ -387,10 +387,11 @@ def test_building_everything_from_cold_is_fast() -> None:
     openapi._components.cache_clear()
     started = time.perf_counter()
     api = OpenAPIV3(Registry())
-    assert time.perf_counter() - started < 0.01  # construction is free
+    assert time.perf_counter() - started < 0.1  # construction builds nothing
     api.root_document()
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.5, f"cold build of all documents took {elapsed:.3f}s"
+    # ~0.2 s on the development machine; the bound only catches a pathological slowdown on a loaded CI box
+    assert elapsed < 3.0, f"cold build of all documents took {elapsed:.3f}s"
 
 
 # --- HTTP ---

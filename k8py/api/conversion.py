@@ -22,13 +22,21 @@ Obj = dict[str, Any]
 
 def from_wire(info: ResourceInfo, obj: Obj) -> None:
     """What decoding into kube's internal types does to a request body: Secret.stringData
-    is write-only, merged into data (base64) and dropped."""
-    if info.kind == "Secret" and not info.group and "stringData" in obj:
+    is write-only, merged into data (base64) and dropped; a Node's podCIDR and podCIDRs are
+    one field inside (podCIDRs; podCIDR only when podCIDRs is empty), podCIDR its first entry."""
+    if info.group:
+        return
+    if info.kind == "Secret" and "stringData" in obj:
         string_data = obj.pop("stringData") or {}
         data = obj.get("data") or {}
         for k, v in string_data.items():
             data[k] = base64.b64encode(str(v).encode()).decode()
         obj["data"] = data
+    elif info.kind == "Node" and isinstance(spec := obj.get("spec"), dict):
+        # Convert_v1_NodeSpec_To_core_NodeSpec and back
+        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        if cidrs:
+            spec["podCIDRs"], spec["podCIDR"] = cidrs, cidrs[0]
 
 
 def to_storage(info: ResourceInfo, obj: Obj) -> Obj:

@@ -105,6 +105,16 @@ class Strategy:
     return_deleted_object: bool = False
     # Finalizers the first DELETE adds, so that a controller cleans up first (CRDs: their objects).
     delete_finalizers: tuple[str, ...] = ()
+    # What a DELETE without a propagation policy does to dependents (DefaultGarbageCollectionPolicy):
+    # "DeleteDependents" (background) or "OrphanDependents" (core/v1 RCs, batch/v1 Jobs, for compatibility).
+    default_gc_policy: str = "DeleteDependents"
+    # Namespaces: the first DELETE only marks the object Terminating; it goes once spec.finalizers is
+    # empty too (the namespace controller finalizes it): namespace REST Delete, ShouldDeleteNamespaceDuringUpdate.
+    spec_finalizers: bool = False
+    # May a status update change metadata.annotations? (Deployments and ReplicaSets: their status
+    # strategies reset only the spec (and labels), so the deployment controller writes the revision
+    # annotation with the status.)
+    status_updates_annotations: bool = False
 
     def field_set(self, obj: Obj) -> dict[str, str]:
         meta = obj.get("metadata") or {}
@@ -160,6 +170,7 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
         prepare_for_create=prepare_namespace,
         prepare_for_update=_namespace_update,
         return_deleted_object=True,
+        spec_finalizers=True,
     ),
     ("", "Node"): Strategy(selectable_fields=("spec.unschedulable",)),
     ("", "Service"): Strategy(
@@ -169,7 +180,10 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     ("", "Event"): Strategy(selectable_fields=_EVENT_FIELDS, allow_create_on_update=True),
     ("", "Endpoints"): Strategy(allow_create_on_update=True),
     ("", "ReplicationController"): Strategy(
-        selectable_fields=("status.replicas",), tracks_generation=True, prepare_for_create=_clear_status
+        selectable_fields=("status.replicas",),
+        tracks_generation=True,
+        prepare_for_create=_clear_status,
+        default_gc_policy="OrphanDependents",
     ),
     ("", "PersistentVolumeClaim"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
     ("", "PersistentVolume"): Strategy(prepare_for_create=_clear_status, return_deleted_object=True),
@@ -180,20 +194,31 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
         prepare_for_update=prepare_crd_update,
         delete_finalizers=(CRD_CLEANUP_FINALIZER,),
     ),
-    ("apps", "Deployment"): _WORKLOAD,
+    ("apps", "Deployment"): Strategy(
+        tracks_generation=True, prepare_for_create=_clear_status, status_updates_annotations=True
+    ),
     ("apps", "ReplicaSet"): Strategy(
-        selectable_fields=("status.replicas",), tracks_generation=True, prepare_for_create=_clear_status
+        selectable_fields=("status.replicas",),
+        tracks_generation=True,
+        prepare_for_create=_clear_status,
+        status_updates_annotations=True,
     ),
     ("apps", "StatefulSet"): _WORKLOAD,
     ("apps", "DaemonSet"): _WORKLOAD,
     ("batch", "Job"): Strategy(
-        selectable_fields=("status.successful",), tracks_generation=True, prepare_for_create=_job_create
+        selectable_fields=("status.successful",),
+        tracks_generation=True,
+        prepare_for_create=_job_create,
+        default_gc_policy="OrphanDependents",
     ),
     ("batch", "CronJob"): _WORKLOAD,
     ("autoscaling", "HorizontalPodAutoscaler"): _WORKLOAD,
     ("policy", "PodDisruptionBudget"): _WORKLOAD,
     ("networking.k8s.io", "Ingress"): _WORKLOAD,
     ("networking.k8s.io", "NetworkPolicy"): Strategy(tracks_generation=True),
+    # generation counts changes of addressType/endpoints/ports: the EndpointSlice controller's
+    # tracker compares it with the generations it wrote itself
+    ("discovery.k8s.io", "EndpointSlice"): Strategy(tracks_generation=True),
     ("certificates.k8s.io", "CertificateSigningRequest"): Strategy(
         selectable_fields=("spec.signerName",), prepare_for_create=_clear_status
     ),

@@ -95,6 +95,32 @@ def _after(seconds: int) -> str:
     return meta.format_time(now + dt.timedelta(seconds=seconds) if seconds < (last - now).total_seconds() else last)
 
 
+ORPHAN_FINALIZER = "orphan"
+FOREGROUND_FINALIZER = "foregroundDeletion"
+
+
+def gc_finalizers(finalizers: list[str], policy: str | None, orphan: bool | None, default_policy: str) -> list[str]:
+    """The finalizers a DELETE leaves for the garbage collector (deletionFinalizersForGarbageCollection):
+    ``orphan`` or ``foregroundDeletion`` as the options ask (orphanDependents, then propagationPolicy),
+    else as the object already has, else as the kind's default policy; Background asks for neither."""
+    def wanted(marker: str, other: str) -> bool:
+        if orphan is not None:
+            return orphan if marker == ORPHAN_FINALIZER else False
+        if policy:
+            return policy == ("Orphan" if marker == ORPHAN_FINALIZER else "Foreground")
+        for f in finalizers:
+            if f in (marker, other):
+                return f == marker
+        return marker == ORPHAN_FINALIZER and default_policy == "OrphanDependents"
+
+    new = [f for f in finalizers if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+    if wanted(ORPHAN_FINALIZER, FOREGROUND_FINALIZER):
+        new.append(ORPHAN_FINALIZER)
+    if wanted(FOREGROUND_FINALIZER, ORPHAN_FINALIZER):
+        new.append(FOREGROUND_FINALIZER)
+    return finalizers if set(new) == set(finalizers) else new
+
+
 def encode_continue(revision: int, start: str) -> str:
     raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": start})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -413,7 +439,7 @@ class GenericStore:
             stored = to_storage(info, result)
             if ctx.dry_run:
                 return result, False
-            finalized = self._finalized(stored)
+            finalized = self._finalized(stored, strategy)
             try:
                 if finalized:
                     revision, _ = await self.store.delete(key, expected_revision=int(current_rv))
@@ -445,9 +471,12 @@ class GenericStore:
             )
 
     @staticmethod
-    def _finalized(obj: Obj) -> bool:
-        """An object marked for deletion whose last finalizer is gone is deleted by the update."""
+    def _finalized(obj: Obj, strategy: Strategy) -> bool:
+        """An object marked for deletion whose last finalizer is gone is deleted by the update
+        (a namespace's spec.finalizers count too)."""
         md = obj.get("metadata") or {}
+        if strategy.spec_finalizers and (obj.get("spec") or {}).get("finalizers"):
+            return False
         return bool(md.get("deletionTimestamp")) and not md.get("finalizers") and not md.get("deletionGracePeriodSeconds")
 
     async def _prepare_update(
@@ -467,6 +496,11 @@ class GenericStore:
             if new.get("status") is None:
                 merged.pop("status", None)
             merged["metadata"] = dict(old_md)
+            if strategy.status_updates_annotations:
+                if new_md.get("annotations"):
+                    merged["metadata"]["annotations"] = new_md["annotations"]
+                else:
+                    merged["metadata"].pop("annotations", None)
             new, new_md = merged, merged["metadata"]
         else:
             for k in _SERVER_META:
@@ -507,6 +541,42 @@ class GenericStore:
         await self.admission.validate(attrs)
         return new
 
+    async def _delete_namespace(
+        self, ctx: Context, info: ResourceInfo, key: str, current: Obj, policy: str | None, orphan: bool | None
+    ) -> Obj | None:
+        """A namespace's DELETE (kube's namespace REST Delete): the first one sets deletionTimestamp,
+        phase Terminating and the GC finalizers the options ask for, and answers the namespace; later
+        ones answer it unchanged while spec.finalizers remain. None: a write conflict."""
+        md = current["metadata"]
+        if md.get("deletionTimestamp"):
+            return current
+        updated = meta.clone(current)
+        umd = updated["metadata"]
+        umd["deletionTimestamp"] = meta.now()
+        updated.setdefault("status", {})["phase"] = "Terminating"
+        have = list(md.get("finalizers") or [])
+        # shouldHaveOrphanFinalizer / shouldHaveDeleteDependentsFinalizer: no default policy here
+        if orphan is not None:
+            want_orphan, want_foreground = orphan, not orphan
+        elif policy:
+            want_orphan, want_foreground = policy == "Orphan", policy == "Foreground"
+        else:
+            want_orphan, want_foreground = ORPHAN_FINALIZER in have, FOREGROUND_FINALIZER in have
+        finalizers = [f for f in have if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)]
+        finalizers += [f for f, want in ((ORPHAN_FINALIZER, want_orphan), (FOREGROUND_FINALIZER, want_foreground)) if want]
+        if finalizers:
+            umd["finalizers"] = finalizers
+        else:
+            umd.pop("finalizers", None)
+        if ctx.dry_run:
+            return updated
+        try:
+            revision = await self.store.update(key, _encode(to_storage(info, updated)), expected_revision=int(md["resourceVersion"]))
+        except (ConflictError, KeyNotFoundError):
+            return None
+        umd["resourceVersion"] = str(revision)
+        return updated
+
     async def delete(
         self,
         ctx: Context,
@@ -534,8 +604,6 @@ class GenericStore:
                 "meta.k8s.io", "DeleteOptions", "",
                 [errors.cause("propagationPolicy", f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"', "FieldValueNotSupported")],
             )
-        if orphan is True:
-            policy = "Orphan"
         for _ in range(MAX_CONFLICT_RETRIES):
             stored = await self._current(info, namespace, name)
             if stored is None:
@@ -556,12 +624,17 @@ class GenericStore:
             attrs = Attributes("DELETE", info, namespace, name, None, current, "", ctx.user, ctx.dry_run, ctx.warnings)
             await self.admission.admit(attrs)
             await self.admission.validate(attrs)
+            if strategy.spec_finalizers:
+                answer = await self._delete_namespace(ctx, info, key, current, policy, orphan)
+                if answer is None:
+                    continue  # a conflict: read again
+                if answer is not current or (current.get("spec") or {}).get("finalizers"):
+                    return answer, False
+                # finalized: the generic delete below removes it (or waits for metadata.finalizers)
             finalizers = list(md.get("finalizers") or [])
             if not md.get("deletionTimestamp"):  # the kind's own cleanup (CRDs: their objects) comes first
                 finalizers += [f for f in strategy.delete_finalizers if f not in finalizers]
-            marker = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy or "")
-            if marker and marker not in finalizers and not md.get("deletionTimestamp"):
-                finalizers.append(marker)
+            finalizers = gc_finalizers(finalizers, policy, orphan, strategy.default_gc_policy)
             grace = strategy.graceful_delete(current, grace_opt) if strategy.graceful_delete else 0
             already = bool(md.get("deletionTimestamp"))
             if grace > 0 or finalizers:
@@ -575,6 +648,8 @@ class GenericStore:
                     umd["deletionGracePeriodSeconds"] = grace
                 if finalizers:
                     umd["finalizers"] = finalizers
+                else:
+                    umd.pop("finalizers", None)
                 if grace == 0 and not finalizers:
                     pass  # falls through to the real delete below
                 else:

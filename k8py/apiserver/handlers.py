@@ -4,7 +4,7 @@
 resource, checks the verb against the registry, decodes the body, calls the
 generic store, and encodes the answer (JSON, YAML, Table or
 PartialObjectMetadata). Subresources with their own shape (scale, binding)
-are translated here; watch streaming lives in `k8py.apiserver.watch`.
+are translated here, eviction in `k8py.apiserver.eviction`; watch streaming lives in `k8py.apiserver.watch`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from k8py.api import errors, fieldmanager, fieldvalidation, meta, nesting, print
 from k8py.api.patch import APPLY_PATCH, apply_patch
 from k8py.api.registry import Registry, ResourceInfo
 from k8py.apiextensions.customresource import check_patch_type
+from k8py.apiserver.eviction import EvictionREST
 from k8py.apiserver.genericstore import Context, GenericStore, ListOptions
 from k8py.apiserver.negotiation import MAX_BODY, YAML, Output, choose_output, decode_body, encode
 from k8py.apiserver.requestinfo import RequestInfo
@@ -325,6 +326,11 @@ class ResourceHandler:
             return await self._scale(request, ri, info, ctx)
         if sub == "binding":
             return await self._binding(await self._decode_binding(request), ri, info, ctx)
+        if sub == "eviction" and info.kind == "Pod" and not info.group:
+            eviction, raw = await self._decode_object(request)
+            ctx.warnings += fieldvalidation.decode(eviction, schema.for_kind("policy", "v1", "Eviction"), _field_validation(q), raw)
+            body, code = await EvictionREST(self.registry, self.store).create(ctx, ri.namespace, ri.name, eviction)
+            return json_response(body, code, choose_output(request.headers.get("Accept", "")), ctx.warnings)
         raise errors.StatusError(
             405, "MethodNotAllowed", f"{info.resource}/{sub} is not supported by this server yet"
         )

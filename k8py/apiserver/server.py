@@ -33,7 +33,6 @@ from k8py.apiserver.authreviews import Endpoint, Reviews
 from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
 from k8py.apiserver.genericstore import Context, GenericStore
 from k8py.apiserver.handlers import ResourceHandler, json_response
-from k8py.apiserver.namespace_defaults import NamespaceDefaults
 from k8py.apiserver.openapi import OpenAPIV3
 from k8py.apiserver.openapi import add_routes as add_openapi_routes
 from k8py.apiserver.openapi_v2 import OpenAPIV2
@@ -94,8 +93,8 @@ class APIServer:
         self.allocator = ServiceAllocator(self.cache, services, config.service_cidr)
         self.admission = default_chain(self.cache, self.registry, self.allocator)
         self.generic = GenericStore(store, self.cache, self.admission)
-        # kube-controller-manager's serviceaccount and root-ca-cert-publisher controllers, until it exists
-        self.namespace_defaults = NamespaceDefaults(self.generic, self.registry, pki.ca_cert.read_text() if pki else None)
+        # the bootstrap controller's loop: the kubernetes Service's endpoints point at this server
+        self.kubernetes_service = bootstrap_objects.KubernetesServiceReconciler(self.generic, self.registry, config)
         self.generic.after_write.append(lambda info, obj: self.allocator.release(obj) if info.kind == "Service" else None)
         self.handler = ResourceHandler(self.registry, self.generic)
         self.discovery = Discovery(self.registry, f"{config.advertise_address}:{config.port}")
@@ -139,7 +138,7 @@ class APIServer:
         await self.cache.start()
         await self.crds.start()  # custom resources stored before are served before we are ready
         await bootstrap_objects.ensure(self.generic, self.registry, self.config)
-        await self.namespace_defaults.start()
+        await self.kubernetes_service.start()
         ssl_ctx = server_ssl_context(self.pki) if self.pki else None
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -166,7 +165,7 @@ class APIServer:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
-        await self.namespace_defaults.stop()
+        await self.kubernetes_service.stop()
         await self.admission.close()
         await self.crds.stop()
         await self.cache.stop()

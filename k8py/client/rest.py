@@ -54,6 +54,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+# Objects and lists as metadata only (what client-go's metadata client asks for); plain JSON if not served
+PARTIAL_OBJECT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+PARTIAL_OBJECT_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 TOKEN_FILE_REFRESH = 60.0  # seconds between re-reads of a token file (client-go: 1 minute)
 WATCH_READ_SLACK = 30.0  # read timeout of a watch beyond its timeoutSeconds
 PAGE_SIZE = 500  # client-go's pager default
@@ -127,10 +130,17 @@ class RESTClient:
     # ---- reads --------------------------------------------------------------------------------
 
     async def get(
-        self, res: Resource, name: str, *, namespace: str | None = None, resource_version: str | None = None
+        self,
+        res: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        accept: str | None = None,
     ) -> Obj:
+        """One object; ``accept`` may ask for another form of it (``PARTIAL_OBJECT_METADATA``)."""
         path = _item_path(res, name, namespace)
-        return await self._json("GET", path, params=_query({"resourceVersion": resource_version}))
+        return await self._json("GET", path, params=_query({"resourceVersion": resource_version}), accept=accept)
 
     async def list(
         self,
@@ -143,8 +153,11 @@ class RESTClient:
         continue_: str | None = None,
         resource_version: str | None = None,
         resource_version_match: str | None = None,
+        accept: str | None = None,
     ) -> Obj:
-        """One page of a collection (all namespaces when ``namespace`` is None): the List object."""
+        """One page of a collection (all namespaces when ``namespace`` is None): the List object.
+
+        ``accept`` may ask for another form of it (``PARTIAL_OBJECT_METADATA_LIST``)."""
         params = _query(
             {
                 "labelSelector": label_selector,
@@ -155,7 +168,7 @@ class RESTClient:
                 "resourceVersionMatch": resource_version_match,
             }
         )
-        return await self._json("GET", _path(res, namespace), params=params)
+        return await self._json("GET", _path(res, namespace), params=params, accept=accept)
 
     async def list_all(
         self,
@@ -165,6 +178,7 @@ class RESTClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = PAGE_SIZE,
+        accept: str | None = None,
     ) -> Obj:
         """The whole collection in pages of ``page_size``, as one List (client-go's ListPager).
 
@@ -176,6 +190,7 @@ class RESTClient:
             "namespace": namespace,
             "label_selector": label_selector,
             "field_selector": field_selector,
+            "accept": accept,
         }
         result = await self.list(res, limit=page_size, **selectors)
         try:
@@ -201,8 +216,11 @@ class RESTClient:
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = False,
         send_initial_events: bool = False,
+        accept: str | None = None,
     ) -> Watch:
-        """A watch of a collection; the request is sent when iteration starts."""
+        """A watch of a collection; the request is sent when iteration starts.
+
+        ``accept`` may ask for other forms of the objects (``PARTIAL_OBJECT_METADATA``)."""
         path = _path(res, namespace)
         params = _query(
             {
@@ -222,7 +240,7 @@ class RESTClient:
             sock_read=timeout_seconds + WATCH_READ_SLACK if timeout_seconds else None,
         )
         return Watch(
-            lambda: self._retrying("GET", path, lambda: self._send("GET", path, params, timeout=timeout)),
+            lambda: self._retrying("GET", path, lambda: self._send("GET", path, params, timeout=timeout, accept=accept)),
             path,
         )
 
@@ -312,6 +330,30 @@ class RESTClient:
         path = _item_path(res, name, namespace)
         return await self._json("DELETE", path, params=_write_query(dry_run, None, None), body=body)
 
+    async def delete_collection(
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+        accept: str | None = None,
+    ) -> Obj:
+        """DELETE a collection (all namespaces when ``namespace`` is None): the List of what it deleted."""
+        options: Obj = {
+            key: value
+            for key, value in (("propagationPolicy", propagation_policy), ("gracePeriodSeconds", grace_period_seconds))
+            if value is not None
+        }
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", **options} if options else None
+        params = _write_query(dry_run, None, None) + _query(
+            {"labelSelector": label_selector, "fieldSelector": field_selector}
+        )
+        return await self._json("DELETE", _path(res, namespace), params=params, body=body, accept=accept)
+
     # ---- subresources and the rest -----------------------------------------------------------
 
     async def get_subresource(
@@ -342,9 +384,10 @@ class RESTClient:
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        accept: str | None = None,
     ) -> bytes:
         """Any request (``/version``, ``/healthz``, logs); the response body, unparsed."""
-        return await self._call(method, path, list((params or {}).items()), body, content_type)
+        return await self._call(method, path, list((params or {}).items()), body, content_type, accept)
 
     # ---- the machinery ----------------------------------------------------------------------
 
@@ -356,16 +399,25 @@ class RESTClient:
         params: Params | None = None,
         body: Body | None = None,
         content_type: str = JSON,
+        accept: str | None = None,
     ) -> Obj:
         data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
-        raw = await self._call(method, path, params or [], data, content_type if data is not None else None)
+        raw = await self._call(method, path, params or [], data, content_type if data is not None else None, accept)
         return orjson.loads(raw) if raw else {}
 
     async def _call(
-        self, method: str, path: str, params: Params, body: bytes | None, content_type: str | None
+        self,
+        method: str,
+        path: str,
+        params: Params,
+        body: bytes | None,
+        content_type: str | None,
+        accept: str | None = None,
     ) -> bytes:
         async def once() -> bytes:
-            async with await self._send(method, path, params, body=body, content_type=content_type) as resp:
+            async with await self._send(
+                method, path, params, body=body, content_type=content_type, accept=accept
+            ) as resp:
                 return await resp.read()
 
         return await self._retrying(method, path, once)
@@ -394,9 +446,12 @@ class RESTClient:
         body: bytes | None = None,
         content_type: str | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        accept: str | None = None,
     ) -> aiohttp.ClientResponse:
         """One request; the response is open (the caller reads and releases it) and succeeded."""
         headers = {"Content-Type": content_type} if content_type else {}
+        if accept:
+            headers["Accept"] = accept
         if token := self._bearer_token():
             headers["Authorization"] = f"Bearer {token}"
         resp = await self._session_().request(

@@ -91,6 +91,24 @@ def is_controlled_by(obj: Obj, owner: Obj) -> bool:
     return ref is not None and ref.get("uid") == owner["metadata"].get("uid")
 
 
+# An informer index of objects by their controller's UID, orphans filed per namespace under
+# orphan_index_key(ns) (upstream's PodControllerUIDIndex / controllerUIDIndex): a controller finds
+# what it owns, and the orphans it might adopt, without scanning the namespace.
+CONTROLLER_UID_INDEX = "controllerUID"
+ORPHAN_INDEX_KEY = "_ORPHAN"
+
+
+def orphan_index_key(namespace: str) -> str:
+    return f"{ORPHAN_INDEX_KEY}/{namespace}"
+
+
+def controller_uid_index_func(obj: Obj) -> list[str]:
+    ref = controller_ref(obj)
+    if ref is not None:
+        return [ref.get("uid", "")]
+    return [orphan_index_key(obj["metadata"].get("namespace") or "")]
+
+
 class ControllerRefManager:
     """Claims objects for an owner as upstream's BaseControllerRefManager does: owned objects
     that still match the selector are kept, owned ones that stopped matching are released
@@ -172,6 +190,12 @@ class ControllerRefManager:
 # -- creating and deleting pods -----------------------------------------------------------------
 
 
+def error_message(e: BaseException) -> str:
+    """What Go's err.Error() says: an API error's Status message (no HTTP code in front)."""
+    message = getattr(e, "message", None)
+    return message if isinstance(message, str) and message else str(e)
+
+
 def pod_from_template(template: Obj, owner: Obj | None, *, generate_name: str = "", name: str = "") -> Obj:
     """GetPodFromTemplate: a pod with the template's labels, annotations, finalizers and spec."""
     tmeta = template.get("metadata") or {}
@@ -209,7 +233,7 @@ class PodControl:
         except ClientError as e:
             if getattr(e, "reason", "") == "Forbidden" and "being terminated" in str(e):
                 return None  # the namespace is going away: no event, no retry (upstream)
-            self.recorder.event(owner, WARNING, "FailedCreate", f"Error creating: {e}")
+            self.recorder.event(owner, WARNING, "FailedCreate", f"Error creating: {error_message(e)}")
             raise
         self.recorder.event(owner, NORMAL, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
         return created
@@ -223,7 +247,7 @@ class PodControl:
         except ClientError as e:
             if is_not_found(e):
                 return
-            self.recorder.event(owner, WARNING, "FailedDelete", f"Error deleting: {e}")
+            self.recorder.event(owner, WARNING, "FailedDelete", f"Error deleting: {error_message(e)}")
             raise
         self.recorder.event(owner, NORMAL, "SuccessfulDelete", f"Deleted pod: {md['name']}")
 

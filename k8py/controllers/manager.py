@@ -47,6 +47,7 @@ class Options:
     node_monitor_grace_period: float = 40.0
     node_startup_grace_period: float = 60.0
     terminated_pod_gc_threshold: int = 12500
+    root_ca_file: str | None = None  # --root-ca-file: the CA bundle published as kube-root-ca.crt
     concurrent_syncs: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -92,6 +93,7 @@ CONTROLLERS: dict[str, str] = {
     "root-ca-cert-publisher": "k8py.controllers.rootcacertpublisher:RootCACertPublisher",
     "nodeipam": "k8py.controllers.nodeipam:NodeIpamController",
     "nodelifecycle": "k8py.controllers.nodelifecycle:NodeLifecycleController",
+    "taint-eviction-controller": "k8py.controllers.tainteviction:TaintEvictionController",
     "disruption": "k8py.controllers.disruption:DisruptionController",
     "resourcequota": "k8py.controllers.resourcequota:ResourceQuotaController",
 }

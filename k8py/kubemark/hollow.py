@@ -165,7 +165,7 @@ class HollowNodes:
             await self.client.create(LEASES, lease, namespace="kube-node-lease")
             return
         current["spec"] = lease["spec"]
-        await self.client.update(LEASES, current, namespace="kube-node-lease")
+        await self.client.update(LEASES, current)
 
     # -- pods -------------------------------------------------------------------------------
 

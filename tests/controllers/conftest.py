@@ -3,8 +3,9 @@
 hollow nodes (kubemark) reporting pods running.
 
 A module sets ``CONTROLLERS = "replicaset,deployment"`` (the `--controllers` value) and
-``HOLLOW_NODES = 3`` (how many hollow nodes, named ``<module>-node-<i>``) and uses the
-``cm_cluster`` fixture.
+``HOLLOW_NODES = 3`` (how many hollow nodes, named ``<module>-node-<i>``), optionally
+``CONTROLLER_MANAGER_ARGS = ("--controller-option", "key=value")`` (more controller-manager
+flags), and uses the ``cm_cluster`` fixture.
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ def cm_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     cluster = start_cluster(tmp_path_factory.mktemp(f"k8py-{short}"), extra=("--disable-controller-manager",))
     components: list[Component] = []
     try:
-        cm = start_controller_manager(cluster, controllers, "--no-leader-elect")
+        cm_args = tuple(getattr(request.module, "CONTROLLER_MANAGER_ARGS", ()))
+        # without the default ServiceAccount, admission refuses every pod: always run those two
+        controllers = ",".join(dict.fromkeys([*controllers.split(","), "serviceaccount", "root-ca-cert-publisher"]))
+        cm = start_controller_manager(cluster, controllers, "--no-leader-elect", *cm_args)
         components.append(cm)
         hn = start_hollow_nodes(cluster, hollow, f"{short}-node-") if hollow else None
         if hn is not None:

@@ -333,7 +333,8 @@ def _record_create(new: Obj, t: typed.Type, manager: str, api_version: str, scop
 
 
 _INTERNED: dict[bytes, Node] = {}
-MAX_INTERNED = 4096
+MAX_INTERNED = 1024  # field sets kept for sharing (the oldest go first)
+MAX_INTERNED_SIZE = 8192  # bytes of JSON: larger sets are not kept
 
 
 def _interned(fields: Node) -> Node:
@@ -344,9 +345,10 @@ def _interned(fields: Node) -> Node:
     hit = _INTERNED.get(key)
     if hit is not None:
         return hit
-    if len(_INTERNED) >= MAX_INTERNED:
-        del _INTERNED[next(iter(_INTERNED))]  # the oldest
-    _INTERNED[key] = fields
+    if len(key) <= MAX_INTERNED_SIZE:
+        if len(_INTERNED) >= MAX_INTERNED:
+            del _INTERNED[next(iter(_INTERNED))]
+        _INTERNED[key] = fields
     return fields
 
 

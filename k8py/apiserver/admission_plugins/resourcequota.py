@@ -10,11 +10,17 @@ restricts. A request is checked against every quota of its namespace that
 restricts one of those names and whose scopes match; the first one exceeded
 answers 403 `exceeded quota: <name>, requested: ..., used: ..., limited: ...`.
 
-Differences from kube, on purpose until the resource quota controller exists
-(issue 5): the hard limits are read from `spec.hard`, and usage is summed from
-the watch cache at admission time instead of being read from `status.used`
-(which nothing maintains yet and this plugin does not write). Two concurrent
-requests may therefore both fit a quota that has room for one.
+Differences from kube, on purpose: the hard limits are read from `spec.hard`
+(kube reads `status.hard`, which the resource quota controller copies from
+`spec.hard`), and usage is summed from the watch cache at admission time with
+the same evaluators the resource quota controller (k8py/controllers/resourcequota.py)
+uses to write `status.used`, instead of kube's "read `status.used`, add the
+request, write `status.used` back" (a conditional status update per admitted
+object). The two agree whenever the controller has caught up; admission never
+answers "status unknown for quota" for a quota the controller has not synced
+yet, and `status.used` follows the objects' creation by the controller's
+informer latency instead of being incremented in the request. Two concurrent
+requests may both fit a quota that has room for one.
 """
 
 from __future__ import annotations
@@ -237,15 +243,25 @@ def _cross_namespace_affinity(spec: Obj) -> bool:
 
 def evaluator_for(info: ResourceInfo) -> Evaluator | None:
     """The evaluator kube's registry has (or makes, for object counts) for a resource; None if ignored."""
-    if (info.group, info.resource) in IGNORED:
+    return evaluator_for_resource(info.group, info.resource)
+
+
+def evaluator_for_resource(group: str, resource: str) -> Evaluator | None:
+    """`evaluator_for` by group and resource name (the resource quota controller's lookup)."""
+    if (group, resource) in IGNORED:
         return None
-    if not info.group:
+    if not group:
         special: dict[str, Callable[[], Evaluator]] = {
             "pods": PodEvaluator, "services": ServiceEvaluator, "persistentvolumeclaims": ClaimEvaluator,
         }  # fmt: skip
-        if info.resource in special:
-            return special[info.resource]()
-    return Evaluator(info.group, info.resource)
+        if resource in special:
+            return special[resource]()
+    return Evaluator(group, resource)
+
+
+def scope_selectors(quota: Obj) -> list[Obj]:
+    """A quota's spec.scopes and spec.scopeSelector as one list of scope selector requirements."""
+    return _scope_selectors(quota)
 
 
 def _scope_selectors(quota: Obj) -> list[Obj]:

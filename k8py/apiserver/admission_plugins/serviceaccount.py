@@ -13,7 +13,7 @@ Mirror pods (the kubelet's static pods) are not changed, and may reference
 neither service accounts nor secrets.
 
 The `default` account of a new namespace appears shortly after the namespace
-(`k8py.apiserver.namespace_defaults`, later the controller manager), so like
+(the controller manager's serviceaccount controller), so like
 kube a missing `default` is looked up again for about a second before the pod
 is refused. The `kubernetes.io/enforce-mountable-secrets` annotation (deprecated
 upstream) is not enforced.
