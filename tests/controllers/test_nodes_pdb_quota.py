@@ -2,9 +2,9 @@
 subresource and `kubectl drain`, and the resource quota controller, against a real API server,
 the scheduler (in `k8py up`) and hollow nodes.
 
-The controller manager is restarted at the start of the module with a short node monitor grace
-period (15 s: hollow nodes renew their Lease every 10 s) and a 1 s monitor period, so that a
-killed hollow node turns Unknown within ~16 s.
+The controller manager runs with a short node monitor grace period (15 s: hollow nodes renew
+their Lease every 10 s) and a 1 s monitor period, so that a killed hollow node turns Unknown
+within ~16 s.
 """
 
 from __future__ import annotations
@@ -15,32 +15,17 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import KUBECTL, wait_for
-from tests.controllers.conftest import ControllerCluster, start_controller_manager, start_hollow_nodes
+from tests.controllers.conftest import ControllerCluster, start_hollow_nodes
 
 CONTROLLERS = "nodeipam,nodelifecycle,taint-eviction-controller,disruption,resourcequota,replicaset"
 HOLLOW_NODES = 2
 GRACE = 15
-
-
-@pytest.fixture(scope="module", autouse=True)
-def short_grace(cm_cluster: ControllerCluster) -> Iterator[None]:
-    """Restart the controller manager with a short node monitor grace period."""
-    cm_cluster.cm.stop()
-    cm = start_controller_manager(
-        cm_cluster.cluster, CONTROLLERS, "--no-leader-elect",
-        "--node-monitor-grace-period", str(GRACE), "--node-monitor-period", "1", "-v",
-    )  # fmt: skip
-    cm_cluster.cm = cm
-    try:
-        yield
-    finally:
-        cm.stop()
+CONTROLLER_MANAGER_ARGS = ("--node-monitor-grace-period", str(GRACE), "--node-monitor-period", "1", "-v")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -51,11 +36,11 @@ def get_json(c: ControllerCluster, *args: str) -> Any:
 
 
 def make_namespace(c: ControllerCluster, name: str) -> str:
+    """A namespace with its default ServiceAccount and kube-root-ca.crt (their controllers always run)."""
     c.kubectl("create", "namespace", name)
-    wait_for(
-        lambda: c.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        what=f"default service account in {name}",
-    )
+    for what in ("serviceaccount/default", "configmap/kube-root-ca.crt"):
+        wait_for(lambda w=what: c.kubectl("get", w, "-n", name, check=False).returncode == 0,
+                 what=f"{what} in {name}")  # fmt: skip
     return name
 
 
@@ -137,7 +122,7 @@ def test_node_failure_evicts_and_replaces(cm_cluster: ControllerCluster) -> None
         node = wait_for(lambda: (n := get_json(c, "get", "node", "doomed-0"))["spec"].get("podCIDR") and n,
                         timeout=20, what="doomed-0 with a pod CIDR")
         others = {get_json(c, "get", "node", f"{c.node_prefix}{i}")["spec"]["podCIDR"] for i in range(HOLLOW_NODES)}
-        assert node["spec"]["podCIDR"] not in others  # allocations survived the controller manager's restart
+        assert node["spec"]["podCIDR"] not in others
         tolerations = [
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}
             for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
