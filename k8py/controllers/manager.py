@@ -96,6 +96,7 @@ CONTROLLERS: dict[str, str] = {
     "taint-eviction-controller": "k8py.controllers.tainteviction:TaintEvictionController",
     "disruption": "k8py.controllers.disruption:DisruptionController",
     "resourcequota": "k8py.controllers.resourcequota:ResourceQuotaController",
+    "horizontalpodautoscaling": "k8py.controllers.podautoscaler:HorizontalController",
 }
 # upstream's list of controllers off unless asked for by name
 DISABLED_BY_DEFAULT: frozenset[str] = frozenset()
