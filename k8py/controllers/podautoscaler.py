@@ -350,30 +350,43 @@ class ScaleEvent:
 
 
 def replicas_change_per_period(period: float, events: Iterable[ScaleEvent], now: float) -> int:
-    return sum(e.change for e in events if e.timestamp > now - period and not e.outdated)
+    return sum(e.change for e in events if e.timestamp > now - period)
 
 
-def scale_up_limit(current: int, events: list[ScaleEvent], rules: Obj, now: float) -> int:
+def _period_start(
+    current: int, period: float, up: list[ScaleEvent], down: list[ScaleEvent], now: float
+) -> int:
+    """The replicas at the start of the policy's period: the changes made within it undone."""
+    return (
+        current - replicas_change_per_period(period, up, now) + replicas_change_per_period(period, down, now)
+    )
+
+
+def scale_up_limit(
+    current: int, up_events: list[ScaleEvent], down_events: list[ScaleEvent], rules: Obj, now: float
+) -> int:
     """calculateScaleUpLimitWithScalingRules."""
     select = rules.get("selectPolicy") or "Max"
     if select == "Disabled":
         return current
     pick, result = (min, MAX_INT32) if select == "Min" else (max, -MAX_INT32)
     for p in rules.get("policies") or ():
-        start = current - replicas_change_per_period(p["periodSeconds"], events, now)
+        start = _period_start(current, p["periodSeconds"], up_events, down_events, now)
         proposed = start + p["value"] if p["type"] == "Pods" else math.ceil(start * (1 + p["value"] / 100))
         result = pick(result, proposed)
     return result
 
 
-def scale_down_limit(current: int, events: list[ScaleEvent], rules: Obj, now: float) -> int:
+def scale_down_limit(
+    current: int, up_events: list[ScaleEvent], down_events: list[ScaleEvent], rules: Obj, now: float
+) -> int:
     """calculateScaleDownLimitWithBehaviors (Min picks the smallest change: the highest limit)."""
     select = rules.get("selectPolicy") or "Max"
     if select == "Disabled":
         return current
     pick, result = (max, -MAX_INT32) if select == "Min" else (min, MAX_INT32)
     for p in rules.get("policies") or ():
-        start = current + replicas_change_per_period(p["periodSeconds"], events, now)
+        start = _period_start(current, p["periodSeconds"], up_events, down_events, now)
         proposed = start - p["value"] if p["type"] == "Pods" else int(start * (1 - p["value"] / 100))
         result = pick(result, proposed)
     return result
@@ -439,7 +452,9 @@ class Recommender:
         self._store(key, prenormalized, now, cutoff)
         return best
 
-    def stabilize_with_behaviors(self, key: str, current: int, desired: int, behavior: Obj) -> int:
+    def stabilize_with_behaviors(
+        self, key: str, current: int, desired: int, behavior: Obj
+    ) -> tuple[int, str, str]:
         """stabilizeRecommendationWithBehaviors: up = the lowest recommendation in the scale-up
         window, down = the highest in the scale-down window; the current count moved into [up, down]."""
         now = self.clock()
@@ -454,7 +469,21 @@ class Recommender:
         recommendation = max(current, up)
         recommendation = min(recommendation, down)
         self._store(key, desired, now, min(up_cutoff, down_cutoff))
-        return recommendation
+        if desired >= current:
+            return (
+                recommendation,
+                "ScaleUpStabilized",
+                (
+                    "recent recommendations were lower than current one, applying the lowest recent recommendation"
+                ),
+            )
+        return (
+            recommendation,
+            "ScaleDownStabilized",
+            (
+                "recent recommendations were higher than current one, applying the highest recent recommendation"
+            ),
+        )
 
     def convert_with_behavior_rate(
         self, key: str, current: int, desired: int, lo: int, hi: int, behavior: Obj
@@ -462,9 +491,7 @@ class Recommender:
         """convertDesiredReplicasWithBehaviorRate."""
         now = self.clock()
         if desired > current:
-            limit = max(
-                scale_up_limit(current, self.scale_up_events.get(key, []), behavior["scaleUp"], now), current
-            )
+            limit = max(scale_up_limit(current, *self._events(key), behavior["scaleUp"], now), current)
             if hi > limit:
                 allowed, reason, msg = (
                     limit,
@@ -481,7 +508,7 @@ class Recommender:
                 return allowed, reason, msg
         elif desired < current:
             limit = min(
-                scale_down_limit(current, self.scale_down_events.get(key, []), behavior["scaleDown"], now),
+                scale_down_limit(current, *self._events(key), behavior["scaleDown"], now),
                 current,
             )
             if lo < limit:
@@ -500,31 +527,27 @@ class Recommender:
                 return allowed, reason, msg
         return desired, "DesiredWithinRange", "the desired count is within the acceptable range"
 
+    def _events(self, key: str) -> tuple[list[ScaleEvent], list[ScaleEvent]]:
+        return self.scale_up_events.get(key, []), self.scale_down_events.get(key, [])
+
     def store_scale_event(self, key: str, behavior: Obj | None, prev: int, new: int) -> None:
         """storeScaleEvent: only with behavior; the opposite direction's events become outdated."""
         if behavior is None:
             return
         now = self.clock()
-        if new > prev:
-            rules, events, other = behavior.get("scaleUp") or {}, self.scale_up_events, self.scale_down_events
-            change = new - prev
-        else:
-            rules, events, other = (
-                behavior.get("scaleDown") or {},
-                self.scale_down_events,
-                self.scale_up_events,
-            )
-            change = prev - new
+        up = new > prev
+        rules = (behavior.get("scaleUp") if up else behavior.get("scaleDown")) or {}
+        mine = (self.scale_up_events if up else self.scale_down_events).setdefault(key, [])
         longest = max((p["periodSeconds"] for p in rules.get("policies") or ()), default=0)
-        mine = events.setdefault(key, [])
-        for i, e in enumerate(mine):
+        for e in mine:  # markScaleEventsOutdated: events older than every period are reused
             if e.timestamp < now - longest:
-                mine[i] = ScaleEvent(change, now)
-                break
+                e.outdated = True
+        event = ScaleEvent(abs(new - prev), now)
+        old = [i for i, e in enumerate(mine) if e.outdated]
+        if old:
+            mine[old[-1]] = event
         else:
-            mine.append(ScaleEvent(change, now))
-        for e in other.get(key, ()):
-            e.outdated = True
+            mine.append(event)
 
 
 # -- conditions -----------------------------------------------------------------------------------
@@ -573,7 +596,6 @@ class HorizontalController(QueueController):
         )
         self.hpas = ctx.informers.informer_for(HORIZONTAL_POD_AUTOSCALERS)
         self.pods = ctx.informers.informer_for(PODS)
-        self._due: dict[str, float] = {}
         self.hpas.add_event_handler(
             ResourceEventHandlerFuncs(
                 add_func=lambda h, _i: self.enqueue(h),
@@ -588,24 +610,18 @@ class HorizontalController(QueueController):
         if old["metadata"].get("generation") != new["metadata"].get("generation"):
             self.enqueue(new)
 
-    def _resync_later(self, key: str) -> None:
-        now = time.monotonic()
-        if self._due.get(key, 0) > now:
-            return  # a periodic sync is already scheduled
-        self._due[key] = now + self.sync_period
-        self.enqueue_after(key, self.sync_period)
-
     async def sync(self, key: str) -> None:
+        """reconcileKey, then again after the sync period (as upstream's fixed-interval rate limiter):
+        an error is logged, not retried sooner."""
         hpa = self.hpas.indexer.get_by_key(key)
         if hpa is None:
             self.recommender.forget(key)
-            self._due.pop(key, None)
             return
         try:
             await self.reconcile(copy.deepcopy(hpa), key)
-        finally:
-            if self.hpas.indexer.get_by_key(key) is not None:
-                self._resync_later(key)
+        except Exception as e:
+            log.info("horizontalpodautoscaling: %s: %s", key, e)
+        self.enqueue_after(key, self.sync_period)  # an earlier pending add wins
 
     # -- reconcileAutoscaler ----------------------------------------------------------------------
 
@@ -700,16 +716,12 @@ class HorizontalController(QueueController):
         r = self.recommender
         if behavior is None:
             stabilized = r.stabilize(key, desired)
+            reason = "ScaleDownStabilized"
+            message = "recent recommendations were higher than current one, applying the highest recent recommendation"
         else:
-            stabilized = r.stabilize_with_behaviors(key, current, desired, behavior)
+            stabilized, reason, message = r.stabilize_with_behaviors(key, current, desired, behavior)
         if stabilized != desired:
-            set_condition(
-                status,
-                "AbleToScale",
-                "True",
-                "ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-            )  # noqa: E501 fmt: skip
+            set_condition(status, "AbleToScale", "True", reason, message)
         else:
             set_condition(
                 status, "AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"

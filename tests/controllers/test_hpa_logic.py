@@ -189,23 +189,25 @@ def test_downscale_stabilization_window() -> None:
 
 def test_scale_up_policies() -> None:
     up = default_behavior(None, 300)["scaleUp"]
-    assert scale_up_limit(1, [], up, 0) == 5  # max(1 + 4 pods, 1 * 200 %)
-    assert scale_up_limit(10, [], up, 0) == 20
+    assert scale_up_limit(1, [], [], up, 0) == 5  # max(1 + 4 pods, 1 * 200 %)
+    assert scale_up_limit(10, [], [], up, 0) == 20
     # replicas added within the period count against it
-    assert scale_up_limit(8, [ScaleEvent(4, 100)], up, 110) == 8
-    assert scale_up_limit(8, [ScaleEvent(4, 100)], up, 120) == 16
+    assert scale_up_limit(8, [ScaleEvent(4, 100)], [], up, 110) == 8
+    assert scale_up_limit(8, [ScaleEvent(4, 100)], [], up, 120) == 16
+    # ... and those removed for it
+    assert scale_up_limit(4, [], [ScaleEvent(2, 100)], up, 110) == 12
     rules = {"selectPolicy": "Min", "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60},
                                                  {"type": "Percent", "value": 50, "periodSeconds": 60}]}  # fmt: skip
-    assert scale_up_limit(10, [], rules, 0) == 11
-    assert scale_up_limit(10, [], {**rules, "selectPolicy": "Disabled"}, 0) == 10
+    assert scale_up_limit(10, [], [], rules, 0) == 11
+    assert scale_up_limit(10, [], [], {**rules, "selectPolicy": "Disabled"}, 0) == 10
 
 
 def test_scale_down_policies() -> None:
     rules = {"selectPolicy": "Max", "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60},
                                                  {"type": "Percent", "value": 10, "periodSeconds": 60}]}  # fmt: skip
-    assert scale_down_limit(10, [], rules, 0) == 8  # the larger change: 2 pods
-    assert scale_down_limit(10, [], {**rules, "selectPolicy": "Min"}, 0) == 9  # 10 % of 10
-    assert scale_down_limit(8, [ScaleEvent(2, 100)], rules, 130) == 8  # 2 already removed this period
+    assert scale_down_limit(10, [], [], rules, 0) == 8  # the larger change: 2 pods
+    assert scale_down_limit(10, [], [], {**rules, "selectPolicy": "Min"}, 0) == 9  # 10 % of 10
+    assert scale_down_limit(8, [], [ScaleEvent(2, 100)], rules, 130) == 8  # 2 already removed this period
 
 
 def test_behavior_stabilization_and_rate() -> None:
@@ -218,15 +220,15 @@ def test_behavior_stabilization_and_rate() -> None:
     r.record_initial("k", 2)
     clock.t += 1
     # scale-up window: the lowest recent recommendation (2) wins
-    assert r.stabilize_with_behaviors("k", 2, 6, behavior) == 2
+    assert r.stabilize_with_behaviors("k", 2, 6, behavior)[:2] == (2, "ScaleUpStabilized")
     clock.t += 61
-    assert r.stabilize_with_behaviors("k", 2, 6, behavior) == 6
+    assert r.stabilize_with_behaviors("k", 2, 6, behavior)[0] == 6
     assert r.convert_with_behavior_rate("k", 2, 6, 1, 10, behavior)[:2] == (3, "ScaleUpLimit")
     r.store_scale_event("k", behavior, 2, 3)
     clock.t += 5
     assert r.convert_with_behavior_rate("k", 3, 6, 1, 10, behavior)[0] == 3  # this period's pod is used
     # scale-down window: the highest recommendation of the last 30 s
-    assert r.stabilize_with_behaviors("k", 3, 1, behavior) == 3
+    assert r.stabilize_with_behaviors("k", 3, 1, behavior)[:2] == (3, "ScaleDownStabilized")
     clock.t += 31
-    assert r.stabilize_with_behaviors("k", 3, 1, behavior) == 1
+    assert r.stabilize_with_behaviors("k", 3, 1, behavior)[0] == 1
     assert r.convert_with_behavior_rate("k", 3, 1, 2, 10, behavior)[:2] == (2, "TooFewReplicas")
