@@ -2,7 +2,8 @@
 
 Runs the components as separate processes, as a cluster has them: `k8py up
 --disable-controller-manager` (API server + scheduler), `k8py controller-manager --controllers
-replicaset,deployment`, and `k8py hollow-nodes --count 100` (kubemark: reports bound pods
+replicaset,deployment,serviceaccount` (the last for the namespace's `default` ServiceAccount, which
+pods need), and `k8py hollow-nodes --count 100` (kubemark: reports bound pods
 Running). Creates a Deployment with 0 replicas, then scales it to 3,000 through the scale
 subresource (as `kubectl scale` does) and watches the pods until every one is bound and Running.
 
@@ -216,7 +217,7 @@ def main() -> None:
         procs.wait_log("k8py-up", "export KUBECONFIG=")
         kubeconfig = workdir / "kubeconfig.yaml"
         cm = procs.start("controller-manager", "controller-manager", "--kubeconfig", str(kubeconfig),
-                         "--controllers", "replicaset,deployment", "--no-leader-elect")
+                         "--controllers", "replicaset,deployment,serviceaccount", "--no-leader-elect")
         procs.wait_log("controller-manager", "controller manager started")
         hollow = procs.start("hollow-nodes", "hollow-nodes", "--kubeconfig", str(kubeconfig), "--count",
                              str(args.nodes), "--prefix", "bench-node-", "--pods", "110", "--cpu", "32",
