@@ -19,3 +19,5 @@ test: deps lint
 bench: install
 	$(PYTHON) bench/store_commit.py
 	$(PYTHON) bench/api_create.py
+	$(PYTHON) bench/scheduler_throughput.py
+	$(PYTHON) bench/deployment_scale.py
