@@ -435,10 +435,10 @@ class Scheduler:
         action = ActionType(0)
         if (old["metadata"].get("labels") or {}) != (new["metadata"].get("labels") or {}):
             action |= ActionType.UPDATE_POD_LABEL
-        if PodInfo(new).requests().milli_cpu < PodInfo(old).requests().milli_cpu or (
-            PodInfo(new).requests().memory < PodInfo(old).requests().memory
-        ):
-            action |= ActionType.UPDATE_POD_SCALE_DOWN
+        if old.get("spec") != new.get("spec"):  # requests only change with the spec (parsing them is not free)
+            before, after = PodInfo(old).requests(), PodInfo(new).requests()
+            if after.milli_cpu < before.milli_cpu or after.memory < before.memory:
+                action |= ActionType.UPDATE_POD_SCALE_DOWN
         if action:
             self._move(ClusterEvent(EventResource.ASSIGNED_POD, action, "AssignedPodUpdate"), old, new)
 
