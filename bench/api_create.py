@@ -187,7 +187,7 @@ async def main() -> None:
         # one thing a pod needs from them, the namespace's `default` ServiceAccount, is created here
         data = Path(tmp) / "data"
         port = _free_port()
-        proc = _up(data, port, "--disable-scheduler", "--disable-controller-manager")
+        proc = _up(data, port, "--disable-scheduler", "--disable-controller-manager", "--disable-kubelet")
         try:
             url = f"https://127.0.0.1:{port}"
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:

@@ -213,7 +213,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cpus; {args.nodes} hollow nodes, 0 -> {args.replicas} replicas", flush=True)
     try:
         up = procs.start("k8py-up", "up", "--data-dir", str(workdir), "--port", str(port),
-                         "--disable-controller-manager")
+                         "--disable-controller-manager", "--disable-kubelet")
         procs.wait_log("k8py-up", "export KUBECONFIG=")
         kubeconfig = workdir / "kubeconfig.yaml"
         cm = procs.start("controller-manager", "controller-manager", "--kubeconfig", str(kubeconfig),

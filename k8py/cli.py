@@ -84,9 +84,15 @@ def main() -> None:
 @click.option("--disable-controller-manager", is_flag=True, help="Do not run the controller manager.")
 @click.option("--controllers", default="*", show_default=True,
               help="The controller manager's controllers ('*', 'name', '-name'; comma-separated).")
+@click.option("--disable-kubelet", is_flag=True, help="Run no node agent (a control plane only, like k3s' --disable-agent).")
+@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
+              help="The kubelet's container runtime (default: cri as root with containerd installed, else process).")
+@click.option("--node-name", default=None, help="The node's name (default: the host name).")
+@click.option("--kubelet-port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
-       disable_scheduler: bool, disable_controller_manager: bool, controllers: str, verbose: bool) -> None:
+       disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
+       runtime: str | None, node_name: str | None, kubelet_port: int, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
@@ -102,6 +108,10 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
         scheduler=not disable_scheduler,
         controller_manager=not disable_controller_manager,
         controllers=controllers,
+        kubelet=not disable_kubelet,
+        runtime=runtime,
+        node_name=node_name,
+        kubelet_port=kubelet_port,
     )
 
     async def start() -> None:
@@ -311,6 +321,69 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
 
     try:
         run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig of the node's credentials (default: $KUBECONFIG or ~/.kube/config).")
+@click.option("--node-name", default=None, help="The Node's name (default: the host name).")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the kubelet keeps pods, logs and its runtime (default: /var/lib/k8py/kubelet as root).")
+@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
+              help="Container runtime (default: cri as root with containerd installed, else process).")
+@click.option("--pod-manifest-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory of static pod manifests.")
+@click.option("--node-ip", default="127.0.0.1", show_default=True, help="The node's InternalIP.")
+@click.option("--port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
+@click.option("--cluster-dns", default="", help="Comma-separated DNS server IPs for pods.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--max-pods", type=int, default=110, show_default=True)
+@click.option("--node-labels", default="", help="key=value[,key=value] labels to register the node with.")
+@click.option("--system-reserved", default="", help="resource=quantity[,...] reserved for the system.")
+@click.option("--simulated-job-seconds", type=float, default=5.0, show_default=True,
+              help="With --runtime simulated: how long a Job's pod runs before it succeeds.")
+@click.option("-v", "--verbose", is_flag=True)
+def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | None, runtime: str | None,
+            pod_manifest_path: Path | None, node_ip: str, port: int, cluster_dns: str, cluster_domain: str,
+            max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
+            verbose: bool) -> None:
+    """Run the node agent: register the Node and run the pods bound to it."""
+    import socket
+
+    from k8py.client import ConfigError, RESTClient
+    from k8py.kubelet.app import KubeletApp, choose_runtime
+    from k8py.kubelet.kubelet import KubeletConfig
+
+    _setup_logging(verbose)
+    progress = Progress()
+    try:
+        client = RESTClient.from_kubeconfig(kubeconfig, component="kubelet")
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    chosen, why = choose_runtime(runtime)
+    progress.step(f"runtime: {chosen} ({why})")
+    config = KubeletConfig(
+        node_name=(node_name or socket.gethostname()).lower(),
+        root_dir=(root_dir or data_dir_default() / "kubelet").absolute(),
+        host_ip=node_ip,
+        port=port,
+        pod_manifest_path=pod_manifest_path.absolute() if pod_manifest_path else None,
+        cluster_dns=[s for s in cluster_dns.split(",") if s],
+        cluster_domain=cluster_domain,
+        max_pods=max_pods,
+        node_labels=_key_values(tuple(s for s in node_labels.split(",") if s), "--node-labels"),
+        reserved=_key_values(tuple(s for s in system_reserved.split(",") if s), "--system-reserved"),
+    )
+    app = KubeletApp(client, config, chosen, progress=progress.step, simulated_job_seconds=simulated_job_seconds)
+
+    async def stop() -> None:
+        await app.stop()
+        await client.close()
+
+    try:
+        run(_run_until_signalled(app.start, stop))
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

@@ -19,6 +19,7 @@ from k8py.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from k8py.controllers.manager import ControllerManager
+    from k8py.kubelet.app import KubeletApp
     from k8py.scheduler.app import SchedulerApp
 
 STORE_FILE = "state.db"
@@ -46,8 +47,16 @@ class Cluster:
         scheduler: bool = True,
         controller_manager: bool = True,
         controllers: str = "*",
+        kubelet: bool = True,
+        runtime: str | None = None,
+        node_name: str | None = None,
+        kubelet_port: int = 10250,
     ) -> None:
         self.controllers = controllers
+        self.run_kubelet = kubelet
+        self.runtime = runtime
+        self.node_name = node_name
+        self.kubelet_port = kubelet_port
         self.run_scheduler = scheduler
         self.run_controller_manager = controller_manager
         self.data_dir = data_dir
@@ -58,6 +67,7 @@ class Cluster:
         self.clients: list[RESTClient] = []
         self.scheduler: SchedulerApp | None = None
         self.controller_manager: ControllerManager | None = None
+        self.kubelet: KubeletApp | None = None
 
     async def start(self) -> None:
         self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
@@ -88,12 +98,33 @@ class Cluster:
             )
             await self.controller_manager.start()
             self.progress(f"controller manager started ({len(self.controller_manager.names)} controllers)")
+        if self.run_kubelet:
+            await self._start_kubelet()
 
-    def _client(self, stem: str, user: str) -> RESTClient:
+    async def _start_kubelet(self) -> None:
+        import socket
+
+        from k8py.kubelet.app import KubeletApp, choose_runtime
+        from k8py.kubelet.kubelet import KubeletConfig
+
+        runtime, why = choose_runtime(self.runtime)
+        self.progress(f"container runtime: {runtime} ({why})")
+        name = (self.node_name or socket.gethostname()).lower()
+        config = KubeletConfig(
+            node_name=name,
+            root_dir=self.data_dir / "kubelet",
+            port=self.kubelet_port,
+            pod_manifest_path=self.data_dir / "manifests",
+        )
+        client = self._client("kubelet", f"system:node:{name}", organizations=("system:nodes",))
+        self.kubelet = KubeletApp(client, config, runtime, progress=self.progress)
+        await self.kubelet.start()
+
+    def _client(self, stem: str, user: str, organizations: tuple[str, ...] = ()) -> RESTClient:
         """A client for a component, with its own certificate and kubeconfig (as kubeadm writes them)."""
         pki = self.apiserver.pki if self.apiserver is not None else None
         assert pki is not None
-        pair = ensure_client_cert(pki.directory, stem, user)
+        pair = ensure_client_cert(pki.directory, stem, user, organizations)
         path = write_kubeconfig(
             self.data_dir / f"{stem}.conf",
             f"https://127.0.0.1:{self.config.port}",
@@ -108,6 +139,8 @@ class Cluster:
         return client
 
     async def stop(self) -> None:
+        if self.kubelet is not None:
+            await self.kubelet.stop()
         if self.controller_manager is not None:
             await self.controller_manager.stop()
         if self.scheduler is not None:

@@ -78,8 +78,12 @@ class Cluster:
         return self.proc.returncode
 
 
-def start_cluster(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> Cluster:
+def start_cluster(
+    data_dir: Path, port: int | None = None, extra: tuple[str, ...] = (), *, kubelet: bool = False
+) -> Cluster:
+    """`k8py up` in a subprocess; without its kubelet unless ``kubelet`` (then on a free port)."""
     port = port or free_port()
+    extra = (*extra, "--kubelet-port", str(free_port())) if kubelet else (*extra, "--disable-kubelet")
     data_dir.mkdir(parents=True, exist_ok=True)
     n = len(list(data_dir.glob("k8py-up*.log")))
     log_path = data_dir / f"k8py-up{n}.log"

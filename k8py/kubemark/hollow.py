@@ -24,22 +24,18 @@ from typing import Any
 from k8py.api.meta import format_time
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
 from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
-from k8py.client.resources import LEASES, NODES, PODS
+from k8py.client.resources import NODES, PODS
+from k8py.kubelet.nodelease import renew_lease
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 KUBELET_VERSION = "v1.32.0-k8py-hollow"
-LEASE_DURATION = 40
 HEARTBEAT = 10.0
 
 
 def _now() -> str:
     return format_time(dt.datetime.now(dt.UTC))
-
-
-def _micro_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def node_object(name: str, *, cpu: str, memory: str, pods: str, labels: dict[str, str] | None = None) -> Obj:
@@ -147,25 +143,7 @@ class HollowNodes:
             await asyncio.sleep(HEARTBEAT)
 
     async def _renew(self, name: str) -> None:
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": name, "namespace": "kube-node-lease"},
-            "spec": {
-                "holderIdentity": name,
-                "leaseDurationSeconds": LEASE_DURATION,
-                "renewTime": _micro_now(),
-            },
-        }
-        try:
-            current = await self.client.get(LEASES, name, namespace="kube-node-lease")
-        except ClientError as e:
-            if not is_not_found(e):
-                raise
-            await self.client.create(LEASES, lease, namespace="kube-node-lease")
-            return
-        current["spec"] = lease["spec"]
-        await self.client.update(LEASES, current)
+        await renew_lease(self.client, name)
 
     # -- pods -------------------------------------------------------------------------------
 

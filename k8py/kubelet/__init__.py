@@ -1,0 +1,1 @@
+"""The kubelet: node agent turning bound pods into containers (upstream pkg/kubelet)."""

@@ -1,0 +1,104 @@
+"""The kubelet as a component: choosing the runtime, owning containerd, and running the agent.
+
+``--runtime cri`` runs k8py's own containerd (under ``<root-dir>/containerd``, like k3s), imports
+the offline pause image and any tarball in ``<root-dir>/images`` (k3s' air-gap convention), and
+talks CRI to it; ``process`` and ``simulated`` need nothing. Without ``--runtime`` the choice is
+``cri`` when running as root with containerd, runc and the CNI plugins installed, ``process``
+otherwise, and the reason is reported. Every kubelet also has the ``process`` runtime under the
+RuntimeClass handler ``process``, for static pods of k8py's own control plane.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from k8py.client import RESTClient
+from k8py.kubelet.kubelet import Kubelet, KubeletConfig
+from k8py.kubelet.runtime.interface import Runtime
+from k8py.kubelet.runtime.process import ProcessRuntime
+from k8py.kubelet.runtime.simulated import SimulatedRuntime
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("cri", "process", "simulated")
+PROCESS_HANDLER = "process"
+
+
+def choose_runtime(requested: str | None) -> tuple[str, str]:
+    """(runtime, why) for ``--runtime`` (None: automatic)."""
+    from k8py.kubelet.runtime.cri.containerd import Containerd
+
+    if requested:
+        return requested, "as requested"
+    if Containerd.available():
+        return "cri", "running as root with containerd, runc and the CNI plugins installed"
+    import os
+
+    if os.geteuid() != 0:
+        return "process", "not running as root"
+    return "process", "containerd, runc or the CNI plugins are not installed"
+
+
+class KubeletApp:
+    """One kubelet and the runtimes (and containerd) it owns."""
+
+    def __init__(
+        self,
+        client: RESTClient,
+        config: KubeletConfig,
+        runtime: str,
+        *,
+        progress: Callable[[str], None] = lambda _m: None,
+        simulated_job_seconds: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.runtime = runtime
+        self.progress = progress
+        self.simulated_job_seconds = simulated_job_seconds
+        self.containerd = None
+        self.kubelet: Kubelet | None = None
+
+    async def start(self) -> None:
+        root = self.config.root_dir
+        root.mkdir(parents=True, exist_ok=True)
+        process = ProcessRuntime(root / "process", host_ip=self.config.host_ip)
+        default: Runtime
+        if self.runtime == "cri":
+            default = await self._start_containerd(root)
+        elif self.runtime == "simulated":
+            default = SimulatedRuntime(job_seconds=self.simulated_job_seconds)
+        else:
+            default = process
+        runtimes: dict[str, Runtime] = {"": default}
+        if default is not process:
+            runtimes[PROCESS_HANDLER] = process
+        self.kubelet = Kubelet(self.client, self.config, runtimes)
+        await self.kubelet.start()
+        self.progress(f"kubelet: node {self.config.node_name} registered ({self.runtime} runtime)")
+
+    async def _start_containerd(self, root: Path) -> Runtime:
+        from k8py.kubelet.runtime.cri.containerd import Containerd
+        from k8py.kubelet.runtime.cri.pause import PAUSE_IMAGE, build_pause_image
+        from k8py.kubelet.runtime.cri.runtime import CRIRuntime
+
+        containerd = Containerd(root)
+        await containerd.start()
+        self.containerd = containerd
+        self.progress(f"containerd started (pid {containerd.pid}, socket {containerd.address})")
+        await containerd.ensure_image(PAUSE_IMAGE, lambda: build_pause_image(root / "images-build"))
+        images = root / "images"
+        images.mkdir(exist_ok=True)
+        for tar in sorted(images.glob("*.tar")):
+            refs = await containerd.import_image(tar)
+            self.progress(f"imported {tar.name}: {', '.join(refs)}")
+        runtime = CRIRuntime(containerd.address)
+        return runtime
+
+    async def stop(self, *, stop_containerd: bool = True) -> None:
+        if self.kubelet is not None:
+            await self.kubelet.stop()
+        if self.containerd is not None and stop_containerd:
+            await self.containerd.stop()

@@ -1,0 +1,548 @@
+"""The kubelet: the node agent (upstream pkg/kubelet/kubelet.go).
+
+Sources of pods: the API server (pods bound to this node, through an informer) and static pod
+manifests (``static_pods.py``). Each pod gets a pod worker (``pod_workers.py``) that calls
+``sync_pod`` / ``sync_terminating_pod`` / ``sync_terminated_pod`` here; those drive the runtime
+manager (``kuberuntime.py``) of the pod's runtime (the default one, or the one its RuntimeClass
+handler names, e.g. ``process`` for the control plane's static pods), the volume manager, the
+prober, and compute the API status (``status.py``) that the status manager writes to the pod (the
+mirror pod for a static pod). The PLEG relists the runtimes every second and wakes the workers
+of pods whose containers changed. The node registers itself, renews its Lease every 10 s and
+posts its status when it changes (or every ``node_status_report`` seconds).
+
+Restart safety: runtimes keep their containers across a kubelet restart, and on start the
+kubelet adopts them (its first sync of a pod finds them running). Containers of pods no source
+knows any more are stopped and removed once the API pods were listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
+from k8py.client.events import NORMAL, WARNING, EventRecorder
+from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
+from k8py.client.resources import NODES, PODS, builtin
+from k8py.client.rest import PatchType
+from k8py.kubelet import nodestatus
+from k8py.kubelet.kuberuntime import PodStatus, RuntimeManager, SyncResult
+from k8py.kubelet.nodelease import RENEW_INTERVAL, renew_lease
+from k8py.kubelet.pod_workers import PodWorkers
+from k8py.kubelet.runtime.interface import ContainerStatus, CRIError, Runtime
+from k8py.kubelet.static_pods import MIRROR_ANNOTATION, StaticPodSource, is_static, mirror_pod_of
+from k8py.kubelet.status import StatusInputs, generate_pod_status, status_patch
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+RUNTIME_CLASSES = builtin("runtimeclasses", "node.k8s.io")
+PLEG_PERIOD = 1.0
+NODE_STATUS_UPDATE = 10.0
+NODE_STATUS_REPORT = 300.0
+
+
+@dataclass
+class KubeletConfig:
+    node_name: str
+    root_dir: Path
+    host_ip: str = "127.0.0.1"
+    port: int = 10250
+    pod_manifest_path: Path | None = None
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    resolv_conf: str = "/etc/resolv.conf"
+    max_pods: int = 110
+    node_labels: dict[str, str] = field(default_factory=dict)
+    register_with_taints: list[Obj] = field(default_factory=list)
+    reserved: dict[str, str] = field(default_factory=dict)
+    resync: float = 10.0
+
+
+class Kubelet:
+    def __init__(
+        self,
+        client: RESTClient,
+        config: KubeletConfig,
+        runtimes: dict[str, Runtime],
+    ) -> None:
+        """``runtimes`` by RuntimeClass handler; "" is the default runtime."""
+        self.client = client
+        self.config = config
+        self.runtimes = runtimes
+        self.pods_dir = config.root_dir / "pods"
+        self.logs_dir = config.root_dir / "logs" / "pods"
+        self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
+        self.node_memory = nodestatus.meminfo()["MemTotal"]
+        self.managers = {
+            handler: RuntimeManager(
+                rt,
+                pods_dir=self.pods_dir,
+                logs_dir=self.logs_dir,
+                environment=self._environment,
+                node_memory=self.node_memory,
+            )
+            for handler, rt in runtimes.items()
+        }
+        self.pod_workers = PodWorkers(
+            sync_pod=self.sync_pod,
+            sync_terminating_pod=self.sync_terminating_pod,
+            sync_terminated_pod=self.sync_terminated_pod,
+            resync=config.resync,
+        )
+        self.informer = SharedIndexInformer(client, PODS, field_selector=f"spec.nodeName={config.node_name}")
+        self.informer.add_event_handler(
+            ResourceEventHandlerFuncs(
+                add_func=lambda p, _i: self._api_pod(p),
+                update_func=lambda _o, n: self._api_pod(n),
+                delete_func=lambda p: self._api_pod_deleted(p),
+            )
+        )
+        self.static_pods = (
+            StaticPodSource(config.pod_manifest_path, config.node_name, on_change=self._static_changed)
+            if config.pod_manifest_path
+            else None
+        )
+        self.pods: dict[str, Obj] = {}  # uid -> the pod as the kubelet runs it (static pods by their uid)
+        self.runtime_status: dict[str, PodStatus] = {}  # uid -> the runtime's view at the last relist
+        self._pod_handler: dict[str, str] = {}
+        self._api_status: dict[str, Obj] = {}  # uid -> the status last written (or read) for the pod
+        self._status_dirty: set[str] = set()
+        self._status_wake = asyncio.Event()
+        self._node_uid = ""
+        self._last_node_status: Obj | None = None
+        self._last_report = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runtime_version = ""
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for rt in self.runtimes.values():
+            await rt.start()
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime_status = await self._relist_all()
+        await self._register_node()
+        spawn = asyncio.create_task
+        self._tasks = [
+            spawn(self._heartbeat(), name="kubelet-lease"),
+            spawn(self._node_status_loop(), name="kubelet-node-status"),
+            spawn(self._pleg(), name="kubelet-pleg"),
+            spawn(self._status_writer(), name="kubelet-status"),
+        ]
+        if self.static_pods is not None:
+            await self.static_pods.start()
+        self.informer.start()
+        self._tasks.append(spawn(self._housekeeping_after_sync(), name="kubelet-housekeeping"))
+
+    async def stop(self) -> None:
+        """Stop the agent; containers keep running for the next kubelet to adopt."""
+        if self.static_pods is not None:
+            await self.static_pods.stop()
+        await self.informer.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pod_workers.stop()
+        for rt in self.runtimes.values():
+            await rt.stop()
+        await self.recorder.stop()
+
+    # -- pod sources ----------------------------------------------------------------------
+
+    def _api_pod(self, pod: Obj) -> None:
+        if MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+            self._mirror_changed(pod)
+            return
+        uid = pod["metadata"]["uid"]
+        self.pods[uid] = pod
+        self._api_status.setdefault(uid, pod.get("status") or {})
+        self.pod_workers.update_pod(pod)
+
+    def _api_pod_deleted(self, pod: Obj) -> None:
+        md = pod["metadata"]
+        if MIRROR_ANNOTATION in (md.get("annotations") or {}):
+            self._mirror_changed(None, name=md["name"], namespace=md["namespace"])
+            return
+        self.pod_workers.remove_pod(md["uid"])
+
+    def _static_changed(self, added: list[Obj], removed: list[Obj]) -> None:
+        for pod in added:
+            uid = pod["metadata"]["uid"]
+            self.pods[uid] = pod
+            self.pod_workers.update_pod(pod)
+            self._ensure_mirror(pod)
+        for pod in removed:
+            self.pod_workers.remove_pod(pod["metadata"]["uid"])
+
+    # -- syncing (called by the pod workers) ----------------------------------------------
+
+    async def sync_pod(self, pod: Obj) -> bool:
+        uid = pod["metadata"]["uid"]
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not is_static(pod):
+            return True  # terminal in the API (e.g. evicted): only stopping is left
+        manager = await self._manager(pod)
+        status = self.runtime_status.get(uid) or PodStatus(uid=uid)
+        if not status.containers and not status.sandboxes:
+            status = await manager.get_pod_status(uid)
+        try:
+            await self._mount_volumes(pod)
+        except CRIError as e:
+            self.recorder.event(pod, WARNING, "FailedMount", str(e))
+            self.pod_workers.request_resync(uid, 2.0)
+            return False
+        result = await manager.sync_pod(pod, status)
+        self._report_sync(pod, result)
+        status = await manager.get_pod_status(uid)
+        self.runtime_status[uid] = status
+        new = self._generate_status(pod, status, result)
+        self._set_status(pod, new)
+        expiry = manager.next_backoff_expiry(pod, status)
+        if expiry is not None:
+            self.pod_workers.request_resync(uid, expiry + 0.05)
+        if result.waiting or result.pod_error:
+            self.pod_workers.request_resync(uid, 1.0)
+        return new["phase"] in ("Succeeded", "Failed")
+
+    async def sync_terminating_pod(self, pod: Obj, grace: int) -> None:
+        uid = pod["metadata"]["uid"]
+        manager = await self._manager(pod)
+        status = await manager.get_pod_status(uid)
+        if status.running():
+            self.recorder.event(pod, NORMAL, "Killing", "Stopping pod")
+        await manager.kill_pod(pod, status, grace=grace)
+        status = await manager.get_pod_status(uid)
+        self.runtime_status[uid] = status
+        new = self._generate_status(pod, status, None, terminal=True)
+        self._set_status(pod, new)
+
+    async def sync_terminated_pod(self, pod: Obj, removed: bool) -> None:
+        uid = pod["metadata"]["uid"]
+        if removed or pod["metadata"].get("deletionTimestamp"):
+            manager = await self._manager(pod)
+            status = await manager.get_pod_status(uid)
+            await manager.remove_pod(status)
+            await self._unmount_volumes(uid)
+            self.runtime_status.pop(uid, None)
+        if removed:
+            self.pods.pop(uid, None)
+            self._api_status.pop(uid, None)
+            self._pod_handler.pop(uid, None)
+            if is_static(pod):
+                await self._delete_mirror(pod)
+            return
+        if pod["metadata"].get("deletionTimestamp") and not is_static(pod):
+            await self._flush_status(uid)
+            await self._delete_pod(pod)
+
+    def _report_sync(self, pod: Obj, result: SyncResult) -> None:
+        if result.pod_error:
+            self.recorder.event(pod, WARNING, result.pod_error[0], result.pod_error[1])
+        for name, (reason, message) in result.waiting.items():
+            event_type = NORMAL if reason == "CrashLoopBackOff" else WARNING
+            reason = "BackOff" if reason in ("CrashLoopBackOff", "ImagePullBackOff") else "Failed"
+            self.recorder.event(pod, event_type, reason, message, field_path=f"spec.containers{{{name}}}")
+
+    async def _manager(self, pod: Obj) -> RuntimeManager:
+        uid = pod["metadata"]["uid"]
+        handler = self._pod_handler.get(uid)
+        if handler is None:
+            handler = await self._runtime_handler(pod)
+            self._pod_handler[uid] = handler
+        return self.managers[handler]
+
+    async def _runtime_handler(self, pod: Obj) -> str:
+        rc = (pod.get("spec") or {}).get("runtimeClassName")
+        if not rc:
+            return ""
+        if rc in self.managers and is_static(pod):
+            return rc  # static pods may name a handler directly: there may be no API server yet
+        try:
+            obj = await self.client.get(RUNTIME_CLASSES, rc)
+            handler = obj.get("handler", "")
+        except ClientError:
+            handler = rc
+        if handler not in self.managers:
+            log.warning("pod %s: no runtime for RuntimeClass %s (handler %r)", pod["metadata"]["name"], rc, handler)
+            return ""
+        return handler
+
+    def _generate_status(self, pod: Obj, status: PodStatus, result: SyncResult | None, *, terminal: bool = False) -> Obj:
+        uid = pod["metadata"]["uid"]
+        manager = self.managers[self._pod_handler.get(uid, "")]
+        prefix = {"cri": "containerd"}.get(manager.runtime.name, manager.runtime.name)
+        current = {**pod, "status": self._api_status.get(uid) or pod.get("status") or {}}
+        specs = {c["name"]: c for c in _all_containers(pod)}
+
+        def message(c: Obj, cs: ContainerStatus) -> str:
+            return manager.termination_message(pod, specs.get(c["name"], c), cs)
+
+        inputs = StatusInputs(
+            runtime_prefix=prefix,
+            host_ip=self.config.host_ip,
+            is_ready=self._is_ready,
+            is_started=self._is_started,
+            termination_message=message,
+        )
+        return generate_pod_status(current, status, result, inputs, terminal=terminal)
+
+    def _is_ready(self, uid: str, name: str) -> bool:
+        return True
+
+    def _is_started(self, uid: str, name: str) -> bool:
+        return True
+
+    # -- container environment and volumes -------------------------------------------------
+
+    async def _environment(self, pod: Obj, container: Obj, pod_ip: str) -> tuple[list[tuple[str, str]], list[Any]]:
+        envs = [(e["name"], e.get("value", "")) for e in container.get("env") or [] if "valueFrom" not in e]
+        return envs, []
+
+    async def _mount_volumes(self, pod: Obj) -> None:
+        return None
+
+    async def _unmount_volumes(self, uid: str) -> None:
+        return None
+
+    # -- status manager -------------------------------------------------------------------
+
+    def _set_status(self, pod: Obj, status: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        old = self._api_status.get(uid) or {}
+        if status_patch(old, status) is None:
+            return
+        self._api_status[uid] = {**old, **status, "conditions": _merged_conditions(old, status)}
+        self._status_dirty.add(uid)
+        self._status_wake.set()
+
+    async def _status_writer(self) -> None:
+        while True:
+            await self._status_wake.wait()
+            self._status_wake.clear()
+            dirty, self._status_dirty = self._status_dirty, set()
+            await asyncio.gather(*(self._flush_status(uid) for uid in dirty))
+
+    async def _flush_status(self, uid: str) -> None:
+        pod = self.pods.get(uid)
+        status = self._api_status.get(uid)
+        if pod is None or status is None:
+            return
+        target = mirror_pod_of(pod) if is_static(pod) else pod
+        md = target["metadata"]
+        try:
+            await self.client.patch(
+                PODS, md["name"], {"status": status}, namespace=md["namespace"],
+                subresource="status", patch_type=PatchType.STRATEGIC,
+            )
+        except ClientError as e:
+            if not is_not_found(e):
+                log.warning("pod %s/%s: status update failed: %s", md["namespace"], md["name"], e)
+                self._status_dirty.add(uid)
+                await asyncio.sleep(1.0)
+                self._status_wake.set()
+
+    async def _delete_pod(self, pod: Obj) -> None:
+        """The pod's containers are gone: let the API server delete it (grace 0, by uid)."""
+        md = pod["metadata"]
+        try:
+            await self.client.delete(
+                PODS, md["name"], namespace=md["namespace"], grace_period_seconds=0,
+                preconditions={"uid": md["uid"]},
+            )
+        except ClientError as e:
+            if not is_not_found(e) and getattr(e, "code", 0) != 409:
+                raise
+
+    # -- mirror pods ----------------------------------------------------------------------
+
+    def _ensure_mirror(self, pod: Obj) -> None:
+        task = asyncio.create_task(self._create_mirror(pod))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _create_mirror(self, pod: Obj) -> None:
+        mirror = mirror_pod_of(pod)
+        mirror["metadata"]["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name, "uid": self._node_uid,
+             "controller": True}
+        ] if self._node_uid else []
+        try:
+            await self.client.create(PODS, mirror, namespace=mirror["metadata"]["namespace"])
+        except ClientError as e:
+            if not is_already_exists(e):
+                log.warning("mirror pod %s: %s", mirror["metadata"]["name"], e)
+                return
+        uid = pod["metadata"]["uid"]
+        self._status_dirty.add(uid)
+        self._status_wake.set()
+
+    def _mirror_changed(self, mirror: Obj | None, *, name: str = "", namespace: str = "") -> None:
+        """A mirror pod changed or went: recreate it if its static pod still runs (kube does the same)."""
+        if mirror is not None:
+            md = mirror["metadata"]
+            name, namespace = md["name"], md["namespace"]
+            if not md.get("deletionTimestamp"):
+                return
+        for pod in list(self.pods.values()):
+            pmd = pod["metadata"]
+            if is_static(pod) and pmd["name"] == name and pmd["namespace"] == namespace:
+                if mirror is not None:
+                    # Deleting the mirror with grace: finish its deletion, then recreate it.
+                    task = asyncio.create_task(self._replace_mirror(pod, mirror))
+                else:
+                    task = asyncio.create_task(self._create_mirror(pod))
+                self._tasks.append(task)
+                task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _replace_mirror(self, pod: Obj, mirror: Obj) -> None:
+        await self._delete_pod(mirror)
+
+    async def _delete_mirror(self, pod: Obj) -> None:
+        md = pod["metadata"]
+        with contextlib.suppress(ClientError):
+            await self.client.delete(PODS, md["name"], namespace=md["namespace"], grace_period_seconds=0)
+
+    # -- PLEG -----------------------------------------------------------------------------
+
+    async def _relist_all(self) -> dict[str, PodStatus]:
+        out: dict[str, PodStatus] = {}
+        for manager in self.managers.values():
+            out.update(await manager.get_pod_statuses())
+        return out
+
+    async def _pleg(self) -> None:
+        """GenericPLEG: relist, compare container states, wake the workers of changed pods."""
+        while True:
+            await asyncio.sleep(PLEG_PERIOD)
+            try:
+                current = await self._relist_all()
+            except Exception:
+                log.exception("PLEG relist failed")
+                continue
+            for uid in set(current) | set(self.runtime_status):
+                if _fingerprint(current.get(uid)) != _fingerprint(self.runtime_status.get(uid)):
+                    self.runtime_status[uid] = current.get(uid) or PodStatus(uid=uid)
+                    self.pod_workers.wake(uid)
+
+    async def _housekeeping_after_sync(self) -> None:
+        """Once the API pods are listed: stop and remove containers of pods nobody knows."""
+        while not self.informer.has_synced():
+            await asyncio.sleep(0.1)
+        if self.static_pods is not None:
+            await self.static_pods.synced.wait()
+        while True:
+            known = self.pod_workers.known() | set(self.pods)
+            for uid, status in list(self.runtime_status.items()):
+                if uid not in known and (status.containers or status.sandboxes):
+                    log.info("removing containers of orphaned pod %s/%s (%s)", status.namespace, status.name, uid)
+                    for manager in self.managers.values():
+                        with contextlib.suppress(CRIError):
+                            await manager.kill_pod(None, status, grace=0)
+                            await manager.remove_pod(status)
+                    self.runtime_status.pop(uid, None)
+            await asyncio.sleep(30.0)
+
+    # -- node -----------------------------------------------------------------------------
+
+    def _node_config(self) -> nodestatus.NodeConfig:
+        return nodestatus.NodeConfig(
+            name=self.config.node_name,
+            addresses=[("InternalIP", self.config.host_ip), ("Hostname", self.config.node_name)],
+            kubelet_port=self.config.port,
+            runtime_version=self._runtime_version,
+            max_pods=self.config.max_pods,
+            labels=self.config.node_labels,
+            taints=self.config.register_with_taints,
+            reserved=self.config.reserved,
+        )
+
+    async def _register_node(self) -> None:
+        name, version = await self.runtimes[""].version()
+        prefix = {"containerd": "containerd"}.get(name, name)
+        self._runtime_version = f"{prefix}://{version}"
+        obs = nodestatus.observe(self.config.root_dir)
+        status = nodestatus.node_status(self._node_config(), obs, ready=True, images=[], old=None)
+        node = nodestatus.node_object(self._node_config(), status)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                created = await self.client.create(NODES, node)
+                self._node_uid = created["metadata"]["uid"]
+                self._last_node_status = created.get("status")
+                break
+            except ClientError as e:
+                if is_already_exists(e):
+                    existing = await self.client.get(NODES, name=self.config.node_name)
+                    self._node_uid = existing["metadata"]["uid"]
+                    self._last_node_status = existing.get("status")
+                    break
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("registering node %s: %s; retrying", self.config.node_name, e)
+                await asyncio.sleep(1.0)
+        await self._update_node_status(force=True)
+        log.info("node %s registered", self.config.node_name)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await renew_lease(self.client, self.config.node_name, owner_uid=self._node_uid)
+            except ClientError as e:
+                log.warning("renewing the node lease: %s", e)
+            await asyncio.sleep(RENEW_INTERVAL)
+
+    async def _node_status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(NODE_STATUS_UPDATE)
+            try:
+                await self._update_node_status()
+            except ClientError as e:
+                log.warning("updating node status: %s", e)
+
+    async def _update_node_status(self, *, force: bool = False) -> None:
+        obs = nodestatus.observe(self.config.root_dir)
+        images = [
+            {"names": [*img.repo_tags, *img.repo_digests] or [img.id], "sizeBytes": img.size}
+            for rt in self.runtimes.values()
+            for img in await rt.list_images()
+        ][:50]
+        status = nodestatus.node_status(self._node_config(), obs, ready=True, images=images, old=self._last_node_status)
+        changed = _node_status_key(status) != _node_status_key(self._last_node_status or {})
+        if not (force or changed or time.monotonic() - self._last_report > NODE_STATUS_REPORT):
+            return
+        node = await self.client.patch(
+            NODES, self.config.node_name, {"status": status}, subresource="status", patch_type=PatchType.STRATEGIC
+        )
+        self._last_node_status = node.get("status")
+        self._last_report = time.monotonic()
+
+
+def _node_status_key(status: Obj) -> Any:
+    conds = [(c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []]
+    return (conds, status.get("allocatable"), status.get("addresses"), status.get("images"))
+
+
+def _fingerprint(status: PodStatus | None) -> Any:
+    if status is None:
+        return None
+    return (
+        tuple((s.id, s.state) for s in status.sandboxes),
+        tuple((c.id, c.state) for c in status.containers),
+    )
+
+
+def _merged_conditions(old: Obj, new: Obj) -> list[Obj]:
+    kept = {c["type"] for c in new.get("conditions") or []}
+    return [*(new.get("conditions") or []), *(c for c in old.get("conditions") or [] if c.get("type") not in kept)]
+
+
+def _all_containers(pod: Obj) -> list[Obj]:
+    spec = pod.get("spec") or {}
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
