@@ -388,5 +388,55 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         raise click.ClickException(str(e)) from None
 
 
+@main.command("simulated-nodes")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--count", type=int, default=1, show_default=True)
+@click.option("--prefix", default="sim-", show_default=True, help="Node names are <prefix><000..>.")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the kubelets keep their (few) files (default: a temporary directory).")
+@click.option("--job-seconds", type=float, default=5.0, show_default=True,
+              help="How long a Job's pod runs before it succeeds.")
+@click.option("-v", "--verbose", is_flag=True)
+def simulated_nodes(kubeconfig: Path | None, count: int, prefix: str, root_dir: Path | None, job_seconds: float,
+                    verbose: bool) -> None:
+    """Run N kubelets with the simulated runtime in one process (like kwok): pods live, nothing runs."""
+    import tempfile
+
+    from k8py.client import ConfigError, RESTClient
+    from k8py.kubelet.kubelet import Kubelet, KubeletConfig
+    from k8py.kubelet.runtime.simulated import SimulatedRuntime
+
+    _setup_logging(verbose)
+    progress = Progress()
+    try:
+        # one watch per node stays open: room for them and for the requests
+        client = RESTClient.from_kubeconfig(kubeconfig, component="kubelet", max_connections=count + 256)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    root = (root_dir or Path(tempfile.mkdtemp(prefix="k8py-sim-"))).absolute()
+    width = max(3, len(str(count - 1)))
+    kubelets = [
+        Kubelet(
+            client,
+            KubeletConfig(node_name=f"{prefix}{i:0{width}d}", root_dir=root / f"{prefix}{i:0{width}d}", port=0),
+            {"": SimulatedRuntime(job_seconds=job_seconds)},
+        )
+        for i in range(count)
+    ]
+
+    async def start() -> None:
+        await asyncio.gather(*(k.start() for k in kubelets))
+        progress.step(f"{count} simulated node(s) registered ({kubelets[0].config.node_name} ...)")
+
+    async def stop() -> None:
+        await asyncio.gather(*(k.stop() for k in kubelets))
+        await client.close()
+
+    try:
+        run(_run_until_signalled(start, stop))
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+
+
 if __name__ == "__main__":
     main()

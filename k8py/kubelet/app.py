@@ -10,15 +10,20 @@ RuntimeClass handler ``process``, for static pods of k8py's own control plane.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from k8py.client import RESTClient
 from k8py.kubelet.kubelet import Kubelet, KubeletConfig
 from k8py.kubelet.runtime.interface import Runtime
 from k8py.kubelet.runtime.process import ProcessRuntime
 from k8py.kubelet.runtime.simulated import SimulatedRuntime
+
+if TYPE_CHECKING:
+    from k8py.kubelet.runtime.cri.containerd import Containerd
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,11 @@ def choose_runtime(requested: str | None) -> tuple[str, str]:
     return "process", "containerd, runc or the CNI plugins are not installed"
 
 
+def bridge_name(root: Path) -> str:
+    """The node's CNI bridge, distinct per kubelet root (interface names have at most 15 bytes)."""
+    return "k8py-" + hashlib.sha256(str(root).encode()).hexdigest()[:8]
+
+
 class KubeletApp:
     """One kubelet and the runtimes (and containerd) it owns."""
 
@@ -58,7 +68,7 @@ class KubeletApp:
         self.runtime = runtime
         self.progress = progress
         self.simulated_job_seconds = simulated_job_seconds
-        self.containerd = None
+        self.containerd: Containerd | None = None
         self.kubelet: Kubelet | None = None
 
     async def start(self) -> None:
@@ -80,20 +90,24 @@ class KubeletApp:
         self.progress(f"kubelet: node {self.config.node_name} registered ({self.runtime} runtime)")
 
     async def _start_containerd(self, root: Path) -> Runtime:
-        from k8py.kubelet.runtime.cri.containerd import Containerd
-        from k8py.kubelet.runtime.cri.pause import PAUSE_IMAGE, build_pause_image
+        from k8py.kubelet.runtime.cri.containerd import Containerd, write_cni_config
         from k8py.kubelet.runtime.cri.runtime import CRIRuntime
 
         containerd = Containerd(root)
         await containerd.start()
         self.containerd = containerd
-        self.progress(f"containerd started (pid {containerd.pid}, socket {containerd.address})")
-        await containerd.ensure_image(PAUSE_IMAGE, lambda: build_pause_image(root / "images-build"))
+        self.progress(f"containerd running (pid {containerd.pid}, socket {containerd.address})")
         images = root / "images"
         images.mkdir(exist_ok=True)
         for tar in sorted(images.glob("*.tar")):
             refs = await containerd.import_image(tar)
             self.progress(f"imported {tar.name}: {', '.join(refs)}")
+        bridge = bridge_name(root)
+
+        async def on_pod_cidr(cidr: str) -> None:
+            write_cni_config(containerd.cni_conf_dir, cidr, bridge=bridge)
+
+        self.config.on_pod_cidr = on_pod_cidr
         runtime = CRIRuntime(containerd.address)
         return runtime
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,28 @@ from typing import Any
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
 from k8py.client.events import NORMAL, WARNING, EventRecorder
 from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
-from k8py.client.resources import NODES, PODS, builtin
+from k8py.client.resources import NODES, PODS, SERVICES, builtin
 from k8py.client.rest import PatchType
 from k8py.kubelet import nodestatus
+from k8py.kubelet.dns import pod_dns
+from k8py.kubelet.envvars import APIObjectLookup, ContainerConfigError, make_environment
 from k8py.kubelet.kuberuntime import PodStatus, RuntimeManager, SyncResult
+from k8py.kubelet.lifecycle import FAILED_POST_START_HOOK, FAILED_PRE_STOP_HOOK, HandlerRunner
 from k8py.kubelet.nodelease import RENEW_INTERVAL, renew_lease
 from k8py.kubelet.pod_workers import PodWorkers
-from k8py.kubelet.runtime.interface import ContainerStatus, CRIError, Runtime
+from k8py.kubelet.prober.manager import ProbeManager
+from k8py.kubelet.prober.results import ProbeType, Result
+from k8py.kubelet.runtime.interface import (
+    ContainerState,
+    ContainerStatus,
+    CRIError,
+    DNSConfig,
+    Mount,
+    Runtime,
+)
 from k8py.kubelet.static_pods import MIRROR_ANNOTATION, StaticPodSource, is_static, mirror_pod_of
 from k8py.kubelet.status import StatusInputs, generate_pod_status, status_patch
+from k8py.kubelet.volumes.manager import VolumeManager, VolumeMountError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +59,7 @@ RUNTIME_CLASSES = builtin("runtimeclasses", "node.k8s.io")
 PLEG_PERIOD = 1.0
 NODE_STATUS_UPDATE = 10.0
 NODE_STATUS_REPORT = 300.0
+VOLUME_REFRESH = 60.0  # seconds between rewrites of a pod's configMap/secret/projected volumes
 
 
 @dataclass
@@ -62,6 +77,8 @@ class KubeletConfig:
     register_with_taints: list[Obj] = field(default_factory=list)
     reserved: dict[str, str] = field(default_factory=dict)
     resync: float = 10.0
+    pod_cidr: str = ""  # used when the Node gets none from the controller manager (kubelet --pod-cidr)
+    on_pod_cidr: Callable[[str], Awaitable[None]] | None = None  # e.g. write the CNI config
 
 
 class Kubelet:
@@ -79,6 +96,12 @@ class Kubelet:
         self.logs_dir = config.root_dir / "logs" / "pods"
         self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
         self.node_memory = nodestatus.meminfo()["MemTotal"]
+        self.volumes = VolumeManager(client, str(self.pods_dir), node_name=config.node_name)
+        self.probes = {
+            handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._probe_event)
+            for handler, rt in runtimes.items()
+        }
+        self.hooks = {handler: HandlerRunner(rt, self.recorder) for handler, rt in runtimes.items()}
         self.managers = {
             handler: RuntimeManager(
                 rt,
@@ -86,6 +109,11 @@ class Kubelet:
                 logs_dir=self.logs_dir,
                 environment=self._environment,
                 node_memory=self.node_memory,
+                dns_config=self._dns_config,
+                on_container_started=self._post_start,
+                is_started=self.probes[handler].is_started,
+                liveness_failed=self._liveness_failed(self.probes[handler]),
+                pre_stop=self._pre_stop,
             )
             for handler, rt in runtimes.items()
         }
@@ -103,6 +131,7 @@ class Kubelet:
                 delete_func=lambda p: self._api_pod_deleted(p),
             )
         )
+        self.services = SharedIndexInformer(client, SERVICES)
         self.static_pods = (
             StaticPodSource(config.pod_manifest_path, config.node_name, on_change=self._static_changed)
             if config.pod_manifest_path
@@ -119,6 +148,9 @@ class Kubelet:
         self._last_report = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._runtime_version = ""
+        self._pod_cidr = ""
+        self._volume_paths: dict[str, dict[str, str]] = {}  # uid -> volume name -> host path
+        self._volumes_refreshed: dict[str, float] = {}
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -138,6 +170,7 @@ class Kubelet:
         ]
         if self.static_pods is not None:
             await self.static_pods.start()
+        self.services.start()
         self.informer.start()
         self._tasks.append(spawn(self._housekeeping_after_sync(), name="kubelet-housekeeping"))
 
@@ -146,10 +179,15 @@ class Kubelet:
         if self.static_pods is not None:
             await self.static_pods.stop()
         await self.informer.stop()
+        await self.services.stop()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pod_workers.stop()
+        for probes in self.probes.values():
+            await probes.stop()
+        for hooks in self.hooks.values():
+            await hooks.close()
         for rt in self.runtimes.values():
             await rt.stop()
         await self.recorder.stop()
@@ -188,19 +226,16 @@ class Kubelet:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not is_static(pod):
             return True  # terminal in the API (e.g. evicted): only stopping is left
         manager = await self._manager(pod)
-        status = self.runtime_status.get(uid) or PodStatus(uid=uid)
-        if not status.containers and not status.sandboxes:
-            status = await manager.get_pod_status(uid)
-        try:
-            await self._mount_volumes(pod)
-        except CRIError as e:
-            self.recorder.event(pod, WARNING, "FailedMount", str(e))
-            self.pod_workers.request_resync(uid, 2.0)
+        probes = self.probes[self._pod_handler[uid]]
+        probes.add_pod(pod)
+        if not await self._mount_volumes(pod, manager):
             return False
+        status = await manager.get_pod_status(uid)
         result = await manager.sync_pod(pod, status)
         self._report_sync(pod, result)
         status = await manager.get_pod_status(uid)
         self.runtime_status[uid] = status
+        self._update_probes(probes, pod, status)
         new = self._generate_status(pod, status, result)
         self._set_status(pod, new)
         expiry = manager.next_backoff_expiry(pod, status)
@@ -210,12 +245,65 @@ class Kubelet:
             self.pod_workers.request_resync(uid, 1.0)
         return new["phase"] in ("Succeeded", "Failed")
 
+    def _update_probes(self, probes: ProbeManager, pod: Obj, status: PodStatus) -> None:
+        ip = status.ips[0] if status.ips else self.config.host_ip
+        for c in _all_containers(pod):
+            cs = status.latest(c["name"])
+            if cs is not None:
+                probes.update_container(
+                    pod["metadata"]["uid"], c["name"], cs.id, cs.started_at, ip,
+                    running=cs.state == ContainerState.RUNNING,
+                )
+
+    def _probe_result(self, uid: str, name: str, probe_type: ProbeType, result: Result, message: str) -> None:
+        """A probe's state changed: the pod's Ready conditions, or a restart, are due."""
+        self.pod_workers.wake(uid)
+
+    def _probe_event(self, pod: Obj, container: str, event_type: str, reason: str, message: str) -> None:
+        self.recorder.event(pod, event_type, reason, message, field_path=f"spec.containers{{{container}}}")
+
+    def _liveness_failed(self, probes: ProbeManager) -> Callable[[str, str, str], bool]:
+        def failed(uid: str, name: str, cid: str) -> bool:
+            return probes.liveness_failed(uid, name, cid) or probes.startup_failed(uid, name, cid)
+
+        return failed
+
+    async def _post_start(self, pod: Obj, container: Obj, cid: str) -> None:
+        handler = (container.get("lifecycle") or {}).get("postStart")
+        if not handler:
+            return
+        uid = pod["metadata"]["uid"]
+        ip = (self.runtime_status.get(uid) or PodStatus(uid=uid)).ips
+        ok, message = await self.hooks[self._pod_handler.get(uid, "")].run(
+            cid, pod, container, handler, ip[0] if ip else self.config.host_ip
+        )
+        if not ok:
+            self._probe_event(pod, container["name"], WARNING, FAILED_POST_START_HOOK, message)
+            manager = self.managers[self._pod_handler.get(uid, "")]
+            with contextlib.suppress(CRIError):
+                await manager.runtime.stop_container(cid, 0)
+
+    async def _pre_stop(self, pod: Obj, container: Obj, cid: str) -> None:
+        handler = (container.get("lifecycle") or {}).get("preStop")
+        if not handler:
+            return
+        uid = pod["metadata"]["uid"]
+        ip = (self.runtime_status.get(uid) or PodStatus(uid=uid)).ips
+        ok, message = await self.hooks[self._pod_handler.get(uid, "")].run(
+            cid, pod, container, handler, ip[0] if ip else self.config.host_ip
+        )
+        if not ok:
+            self._probe_event(pod, container["name"], WARNING, FAILED_PRE_STOP_HOOK, message)
+
     async def sync_terminating_pod(self, pod: Obj, grace: int) -> None:
         uid = pod["metadata"]["uid"]
         manager = await self._manager(pod)
+        self.probes[self._pod_handler[uid]].stop_liveness_and_startup(uid)
         status = await manager.get_pod_status(uid)
-        if status.running():
-            self.recorder.event(pod, NORMAL, "Killing", "Stopping pod")
+        for cs in status.running():
+            self.recorder.event(
+                pod, NORMAL, "Killing", f"Stopping container {cs.name}", field_path=f"spec.containers{{{cs.name}}}"
+            )
         await manager.kill_pod(pod, status, grace=grace)
         status = await manager.get_pod_status(uid)
         self.runtime_status[uid] = status
@@ -228,6 +316,7 @@ class Kubelet:
             manager = await self._manager(pod)
             status = await manager.get_pod_status(uid)
             await manager.remove_pod(status)
+            self.probes[self._pod_handler.get(uid, "")].remove_pod(uid)
             await self._unmount_volumes(uid)
             self.runtime_status.pop(uid, None)
         if removed:
@@ -293,22 +382,65 @@ class Kubelet:
         return generate_pod_status(current, status, result, inputs, terminal=terminal)
 
     def _is_ready(self, uid: str, name: str) -> bool:
-        return True
+        return self.probes[self._pod_handler.get(uid, "")].is_ready(uid, name)
 
     def _is_started(self, uid: str, name: str) -> bool:
-        return True
+        return self.probes[self._pod_handler.get(uid, "")].is_started(uid, name)
 
     # -- container environment and volumes -------------------------------------------------
 
-    async def _environment(self, pod: Obj, container: Obj, pod_ip: str) -> tuple[list[tuple[str, str]], list[Any]]:
-        envs = [(e["name"], e.get("value", "")) for e in container.get("env") or [] if "valueFrom" not in e]
-        return envs, []
+    async def _environment(self, pod: Obj, container: Obj, pod_ip: str) -> tuple[list[tuple[str, str]], list[Mount]]:
+        uid = pod["metadata"]["uid"]
+        if self.managers[self._pod_handler.get(uid, "")].runtime.name == "simulated":
+            return [(e["name"], e.get("value", "")) for e in container.get("env") or [] if "value" in e], []
+        allocatable = (self._last_node_status or {}).get("allocatable") or {}
+        try:
+            envs = await make_environment(
+                pod, container, lookup=APIObjectLookup(self.client), services=self.services.indexer.list(),
+                pod_ip=pod_ip, host_ip=self.config.host_ip, node_name=self.config.node_name,
+                node_allocatable=allocatable,
+            )
+            mounts = self.volumes.make_mounts(pod, container, self._volume_paths.get(uid, {}), env=envs)
+        except ContainerConfigError as e:
+            raise CRIError(str(e), reason=e.reason) from e
+        return envs, mounts
 
-    async def _mount_volumes(self, pod: Obj) -> None:
-        return None
+    def _dns_config(self, pod: Obj) -> DNSConfig | None:
+        config, warning = pod_dns(
+            pod, cluster_dns=self.config.cluster_dns, cluster_domain=self.config.cluster_domain,
+            resolv_conf=self.config.resolv_conf,
+        )
+        if warning:
+            self.recorder.event(pod, WARNING, "MissingClusterDNS", warning)
+        return config
+
+    async def _mount_volumes(self, pod: Obj, manager: RuntimeManager) -> bool:
+        """Set up (or every VOLUME_REFRESH seconds, refresh) the pod's volumes; False on failure."""
+        uid = pod["metadata"]["uid"]
+        if manager.runtime.name == "simulated":
+            return True
+        now = time.monotonic()
+        try:
+            if uid not in self._volume_paths:
+                self._volume_paths[uid] = await self.volumes.mount_volumes(pod)
+                self._volumes_refreshed[uid] = now
+            elif now - self._volumes_refreshed.get(uid, 0.0) > VOLUME_REFRESH:
+                self._volumes_refreshed[uid] = now
+                await self.volumes.refresh(pod)
+        except VolumeMountError as e:
+            for message in e.messages:
+                self.recorder.event(pod, WARNING, e.reason, message)
+            self.pod_workers.request_resync(uid, 2.0)
+            return uid in self._volume_paths
+        return True
 
     async def _unmount_volumes(self, uid: str) -> None:
-        return None
+        self._volume_paths.pop(uid, None)
+        self._volumes_refreshed.pop(uid, None)
+        try:
+            await self.volumes.unmount_volumes(uid)
+        except OSError as e:
+            log.warning("pod %s: tearing down volumes: %s", uid, e)
 
     # -- status manager -------------------------------------------------------------------
 
@@ -467,7 +599,7 @@ class Kubelet:
         prefix = {"containerd": "containerd"}.get(name, name)
         self._runtime_version = f"{prefix}://{version}"
         obs = nodestatus.observe(self.config.root_dir)
-        status = nodestatus.node_status(self._node_config(), obs, ready=True, images=[], old=None)
+        status = nodestatus.node_status(self._node_config(), obs, ready=False, images=[], old=None)
         node = nodestatus.node_object(self._node_config(), status)
         deadline = time.monotonic() + 60
         while True:
@@ -479,6 +611,7 @@ class Kubelet:
             except ClientError as e:
                 if is_already_exists(e):
                     existing = await self.client.get(NODES, name=self.config.node_name)
+                    created = existing
                     self._node_uid = existing["metadata"]["uid"]
                     self._last_node_status = existing.get("status")
                     break
@@ -486,8 +619,28 @@ class Kubelet:
                     raise
                 log.warning("registering node %s: %s; retrying", self.config.node_name, e)
                 await asyncio.sleep(1.0)
+        await self._set_pod_cidr(created)
         await self._update_node_status(force=True)
         log.info("node %s registered", self.config.node_name)
+
+    async def _set_pod_cidr(self, node: Obj) -> None:
+        """The node's pod CIDR became known: tell the runtime (CRI UpdateRuntimeConfig) and the network."""
+        cidr = (node.get("spec") or {}).get("podCIDR") or self.config.pod_cidr
+        if not cidr or cidr == self._pod_cidr:
+            return
+        self._pod_cidr = cidr
+        for rt in self.runtimes.values():
+            await rt.update_runtime_config(cidr)
+        if self.config.on_pod_cidr is not None:
+            await self.config.on_pod_cidr(cidr)
+        log.info("node %s: pod CIDR %s", self.config.node_name, cidr)
+
+    def _needs_cidr(self) -> bool:
+        return self.runtimes[""].name != "process"
+
+    def _network_ready(self) -> bool:
+        """A CRI node needs its pod CIDR (its CNI config) before pods can have a network."""
+        return self.runtimes[""].name != "cri" or bool(self._pod_cidr)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -499,8 +652,10 @@ class Kubelet:
 
     async def _node_status_loop(self) -> None:
         while True:
-            await asyncio.sleep(NODE_STATUS_UPDATE)
+            await asyncio.sleep(NODE_STATUS_UPDATE if self._pod_cidr or not self._needs_cidr() else 1.0)
             try:
+                if not self._pod_cidr and self._needs_cidr():
+                    await self._set_pod_cidr(await self.client.get(NODES, self.config.node_name))
                 await self._update_node_status()
             except ClientError as e:
                 log.warning("updating node status: %s", e)
@@ -512,7 +667,9 @@ class Kubelet:
             for rt in self.runtimes.values()
             for img in await rt.list_images()
         ][:50]
-        status = nodestatus.node_status(self._node_config(), obs, ready=True, images=images, old=self._last_node_status)
+        status = nodestatus.node_status(
+            self._node_config(), obs, ready=self._network_ready(), images=images, old=self._last_node_status
+        )
         changed = _node_status_key(status) != _node_status_key(self._last_node_status or {})
         if not (force or changed or time.monotonic() - self._last_report > NODE_STATUS_REPORT):
             return

@@ -243,6 +243,7 @@ class RuntimeManager:
         self.pre_stop = pre_stop
         self.backoff = Backoff()
         self.image_backoff = Backoff()
+        self._sandbox_ips: dict[str, tuple[str, list[str]]] = {}
 
     # -- the runtime's view ---------------------------------------------------------------
 
@@ -252,7 +253,17 @@ class RuntimeManager:
             self.runtime.list_pod_sandboxes(), self.runtime.list_containers()
         )
         pods: dict[str, PodStatus] = {}
+        live = {sb.id for sb in sandboxes}
+        for sid in [sid for sid in self._sandbox_ips if sid not in live]:
+            del self._sandbox_ips[sid]
         for sb in sandboxes:
+            if sb.state == SandboxState.READY and not sb.ip:
+                # ListPodSandbox carries no addresses: ask once per sandbox (they never change).
+                if sb.id not in self._sandbox_ips:
+                    with contextlib.suppress(CRIError):
+                        full = await self.runtime.pod_sandbox_status(sb.id)
+                        self._sandbox_ips[sb.id] = (full.ip, full.additional_ips)
+                sb.ip, sb.additional_ips = self._sandbox_ips.get(sb.id, ("", []))
             ps = pods.setdefault(sb.uid, PodStatus(uid=sb.uid, name=sb.name, namespace=sb.namespace))
             ps.sandboxes.append(sb)
         for c in containers:
@@ -265,7 +276,19 @@ class RuntimeManager:
         return pods
 
     async def get_pod_status(self, uid: str) -> PodStatus:
-        return (await self.get_pod_statuses()).get(uid) or PodStatus(uid=uid)
+        """One pod's full view: its containers' exit codes, times and reasons included."""
+        status = (await self.get_pod_statuses()).get(uid) or PodStatus(uid=uid)
+        full = await asyncio.gather(*(self._full_status(c) for c in status.containers))
+        status.containers = [c for c in full if c is not None]
+        return status
+
+    async def _full_status(self, c: ContainerStatus) -> ContainerStatus | None:
+        if c.state == ContainerState.RUNNING and c.started_at:
+            return c
+        try:
+            return await self.runtime.container_status(c.id)
+        except CRIError:  # removed meanwhile
+            return None
 
     # -- actions --------------------------------------------------------------------------
 
@@ -547,6 +570,7 @@ class RuntimeManager:
             host_pid=bool(spec.get("hostPID")),
             host_ipc=bool(spec.get("hostIPC")),
             runtime_handler="",
+            privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in _all_containers(pod)),
         )
 
     def container_config(

@@ -158,13 +158,21 @@ def merge_conditions(old: list[Obj], new: list[Obj]) -> list[Obj]:
     return [*new, *kept]
 
 
+NETWORK_NOT_READY = (
+    "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+    "message:Network plugin returns error: cni plugin not initialized"
+)
+
+
 def node_status(config: NodeConfig, obs: Observation, *, ready: bool, images: list[Obj], old: Obj | None) -> Obj:
     cap, alloc = capacity(config, obs)
     uname = os.uname()
     return {
         "capacity": cap,
         "allocatable": alloc,
-        "conditions": merge_conditions((old or {}).get("conditions") or [], conditions(obs, ready=ready)),
+        "conditions": merge_conditions(
+            (old or {}).get("conditions") or [], conditions(obs, ready=ready, not_ready_message=NETWORK_NOT_READY)
+        ),
         "addresses": [{"type": t, "address": a} for t, a in config.addresses],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": config.kubelet_port}},
         "nodeInfo": {

@@ -281,6 +281,8 @@ def generate_pod_status(
             prev.get("lastTransitionTime") if prev and prev.get("status") == cond["status"] else now
         )
     ips = runtime.ips
+    if not ips and spec.get("hostNetwork") and runtime.ready_sandbox is not None:
+        ips = [inputs.host_ip]
     status: Obj = {
         "phase": phase,
         "conditions": conditions,
