@@ -8,6 +8,7 @@ install:
 	$(PIP) install -q -e .
 
 deps:
+	sh scripts/install-node-deps.sh
 	$(PIP) install -q --root-user-action=ignore -e '.[test]'
 
 lint: deps

@@ -335,7 +335,7 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
               help="Container runtime (default: cri as root with containerd installed, else process).")
 @click.option("--pod-manifest-path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory of static pod manifests.")
-@click.option("--node-ip", default="127.0.0.1", show_default=True, help="The node's InternalIP.")
+@click.option("--node-ip", default=None, help="The node's InternalIP (default: the default route's interface address).")
 @click.option("--port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
 @click.option("--cluster-dns", default="", help="Comma-separated DNS server IPs for pods.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
@@ -346,7 +346,7 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
               help="With --runtime simulated: how long a Job's pod runs before it succeeds.")
 @click.option("-v", "--verbose", is_flag=True)
 def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | None, runtime: str | None,
-            pod_manifest_path: Path | None, node_ip: str, port: int, cluster_dns: str, cluster_domain: str,
+            pod_manifest_path: Path | None, node_ip: str | None, port: int, cluster_dns: str, cluster_domain: str,
             max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
             verbose: bool) -> None:
     """Run the node agent: register the Node and run the pods bound to it."""
@@ -355,6 +355,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
     from k8py.client import ConfigError, RESTClient
     from k8py.kubelet.app import KubeletApp, choose_runtime
     from k8py.kubelet.kubelet import KubeletConfig
+    from k8py.kubelet.nodestatus import default_host_ip
 
     _setup_logging(verbose)
     progress = Progress()
@@ -367,7 +368,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
     config = KubeletConfig(
         node_name=(node_name or socket.gethostname()).lower(),
         root_dir=(root_dir or data_dir_default() / "kubelet").absolute(),
-        host_ip=node_ip,
+        host_ip=node_ip or default_host_ip(),
         port=port,
         pod_manifest_path=pod_manifest_path.absolute() if pod_manifest_path else None,
         cluster_dns=[s for s in cluster_dns.split(",") if s],
@@ -386,6 +387,80 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         run(_run_until_signalled(app.start, stop))
     except OSError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _kubelet_root(data_dir: Path | None, root_dir: Path | None) -> Path:
+    return (root_dir or (data_dir or data_dir_default()) / "kubelet").absolute()
+
+
+@main.group()
+def image() -> None:
+    """Images of the node's container runtime (the cri runtime's containerd)."""
+
+
+@image.command("import")
+@click.argument("tarballs", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The `k8py up` data dir (its kubelet root is DIR/kubelet).")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The kubelet's --root-dir (instead of --data-dir).")
+def image_import(tarballs: tuple[Path, ...], data_dir: Path | None, root_dir: Path | None) -> None:
+    """Import OCI or docker-archive tarballs into the node's runtime.
+
+    With the node's containerd running they are imported now; otherwise they are copied to
+    <root-dir>/images, which the kubelet imports when it starts (k3s' air-gap convention)."""
+    import shutil
+
+    from k8py.kubelet.runtime.cri.containerd import Containerd
+
+    root = _kubelet_root(data_dir, root_dir)
+    containerd = Containerd(root)
+    if containerd.serving():
+        for tar in tarballs:
+            try:
+                refs = asyncio.run(containerd.import_image(tar.absolute()))
+            except RuntimeError as e:
+                raise click.ClickException(str(e)) from None
+            click.echo(f"{tar}: imported {', '.join(refs)}")
+        return
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for tar in tarballs:
+        shutil.copyfile(tar, images / tar.name)
+        click.echo(f"{tar}: copied to {images}; imported when the kubelet starts")
+
+
+@image.command("ls")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+def image_ls(data_dir: Path | None, root_dir: Path | None) -> None:
+    """List the images of the node's runtime."""
+    from k8py.kubelet.runtime.cri.containerd import Containerd
+
+    containerd = Containerd(_kubelet_root(data_dir, root_dir))
+    if not containerd.serving():
+        raise click.ClickException(f"no containerd is serving {containerd.address}: is the kubelet (cri) running?")
+    for ref in asyncio.run(containerd.list_images()):
+        if not ref.startswith("sha256:"):
+            click.echo(ref)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The `k8py up` data dir (its kubelet root is DIR/kubelet).")
+@click.option("--root-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The kubelet's --root-dir (instead of --data-dir).")
+def killall(data_dir: Path | None, root_dir: Path | None) -> None:
+    """Stop every pod of a stopped node, its containerd and its bridge (like k3s-killall.sh).
+
+    Stopping `k8py up` or `k8py kubelet` leaves pods running, so that a restart adopts them."""
+    from k8py.kubelet.app import killall as kill_node
+
+    progress = Progress()
+    root = _kubelet_root(data_dir, root_dir)
+    if not root.is_dir():
+        raise click.ClickException(f"{root} does not exist")
+    asyncio.run(kill_node(root, progress.step))
 
 
 @main.command("simulated-nodes")

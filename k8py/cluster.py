@@ -106,12 +106,14 @@ class Cluster:
 
         from k8py.kubelet.app import KubeletApp, choose_runtime
         from k8py.kubelet.kubelet import KubeletConfig
+        from k8py.kubelet.nodestatus import default_host_ip
 
         runtime, why = choose_runtime(self.runtime)
         self.progress(f"container runtime: {runtime} ({why})")
         name = (self.node_name or socket.gethostname()).lower()
         config = KubeletConfig(
             node_name=name,
+            host_ip=default_host_ip(),
             root_dir=self.data_dir / "kubelet",
             port=self.kubelet_port,
             pod_manifest_path=self.data_dir / "manifests",

@@ -116,3 +116,46 @@ class KubeletApp:
             await self.kubelet.stop()
         if self.containerd is not None and stop_containerd:
             await self.containerd.stop()
+
+
+async def killall(root: Path, progress: Callable[[str], None] = lambda _m: None) -> None:
+    """Stop and remove every pod a kubelet with this root dir runs, stop its containerd and remove
+    its CNI bridge (k3s' killall): what stopping a node leaves running, by design, goes."""
+    import contextlib
+    import subprocess
+
+    from k8py.kubelet.runtime.interface import CRIError
+    from k8py.kubelet.volumes.manager import tear_down_pod_dir
+
+    state = root / "process"
+    if state.is_dir():
+        process = ProcessRuntime(state)
+        await process.start()
+        for sb in await process.list_pod_sandboxes():
+            await process.remove_pod_sandbox(sb.id)
+        await process.stop()
+        progress("process runtime: every container stopped")
+    from k8py.kubelet.runtime.cri.containerd import Containerd
+
+    containerd = Containerd(root)
+    if containerd.config_path.exists() and Containerd.available():
+        from k8py.kubelet.runtime.cri.runtime import CRIRuntime
+
+        await containerd.start()
+        runtime = CRIRuntime(containerd.address)
+        await runtime.start()
+        sandboxes = await runtime.list_pod_sandboxes()
+        for sb in sandboxes:
+            with contextlib.suppress(CRIError):
+                await runtime.stop_pod_sandbox(sb.id)
+                await runtime.remove_pod_sandbox(sb.id)
+        await runtime.stop()
+        await containerd.stop()
+        progress(f"containerd: {len(sandboxes)} pod sandbox(es) removed, containerd stopped")
+    pods = root / "pods"
+    for pod_dir in sorted(pods.iterdir()) if pods.is_dir() else []:
+        tear_down_pod_dir(str(pod_dir))
+    bridge = bridge_name(root)
+    if Path(f"/sys/class/net/{bridge}").exists():
+        subprocess.run(["ip", "link", "delete", bridge], check=False)
+        progress(f"bridge {bridge} removed")

@@ -98,7 +98,7 @@ class Kubelet:
         self.node_memory = nodestatus.meminfo()["MemTotal"]
         self.volumes = VolumeManager(client, str(self.pods_dir), node_name=config.node_name)
         self.probes = {
-            handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._probe_event)
+            handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._container_event)
             for handler, rt in runtimes.items()
         }
         self.hooks = {handler: HandlerRunner(rt, self.recorder) for handler, rt in runtimes.items()}
@@ -114,6 +114,7 @@ class Kubelet:
                 is_started=self.probes[handler].is_started,
                 liveness_failed=self._liveness_failed(self.probes[handler]),
                 pre_stop=self._pre_stop,
+                event=self._container_event,
             )
             for handler, rt in runtimes.items()
         }
@@ -259,7 +260,7 @@ class Kubelet:
         """A probe's state changed: the pod's Ready conditions, or a restart, are due."""
         self.pod_workers.wake(uid)
 
-    def _probe_event(self, pod: Obj, container: str, event_type: str, reason: str, message: str) -> None:
+    def _container_event(self, pod: Obj, container: str, event_type: str, reason: str, message: str) -> None:
         self.recorder.event(pod, event_type, reason, message, field_path=f"spec.containers{{{container}}}")
 
     def _liveness_failed(self, probes: ProbeManager) -> Callable[[str, str, str], bool]:
@@ -278,7 +279,7 @@ class Kubelet:
             cid, pod, container, handler, ip[0] if ip else self.config.host_ip
         )
         if not ok:
-            self._probe_event(pod, container["name"], WARNING, FAILED_POST_START_HOOK, message)
+            self._container_event(pod, container["name"], WARNING, FAILED_POST_START_HOOK, message)
             manager = self.managers[self._pod_handler.get(uid, "")]
             with contextlib.suppress(CRIError):
                 await manager.runtime.stop_container(cid, 0)
@@ -293,7 +294,7 @@ class Kubelet:
             cid, pod, container, handler, ip[0] if ip else self.config.host_ip
         )
         if not ok:
-            self._probe_event(pod, container["name"], WARNING, FAILED_PRE_STOP_HOOK, message)
+            self._container_event(pod, container["name"], WARNING, FAILED_PRE_STOP_HOOK, message)
 
     async def sync_terminating_pod(self, pod: Obj, grace: int) -> None:
         uid = pod["metadata"]["uid"]

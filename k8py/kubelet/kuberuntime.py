@@ -230,6 +230,7 @@ class RuntimeManager:
         is_started: Callable[[str, str], bool] = lambda uid, name: True,
         liveness_failed: Callable[[str, str, str], bool] = lambda uid, name, cid: False,
         pre_stop: Callable[[Obj, Obj, str], Awaitable[None]] | None = None,
+        event: Callable[[Obj, str, str, str, str], None] = lambda pod, container, type_, reason, message: None,
     ) -> None:
         self.runtime = runtime
         self.pods_dir = pods_dir
@@ -241,6 +242,7 @@ class RuntimeManager:
         self.is_started = is_started
         self.liveness_failed = liveness_failed
         self.pre_stop = pre_stop
+        self.event = event  # (pod, container name, Normal|Warning, reason, message)
         self.backoff = Backoff()
         self.image_backoff = Backoff()
         self._sandbox_ips: dict[str, tuple[str, list[str]]] = {}
@@ -415,6 +417,7 @@ class RuntimeManager:
                 return result
         for cid, (c, why) in actions.containers_to_kill.items():
             log.info("killing container %s of %s: %s", c["name"], _pod_name(pod), why)
+            self.event(pod, c["name"], "Normal", "Killing", why)
             await self._kill_container(pod, c, cid, _grace(pod, c))
         sandbox_config = self.sandbox_config(pod, actions.attempt if actions.create_sandbox else 0)
         if actions.create_sandbox:
@@ -488,11 +491,13 @@ class RuntimeManager:
             if older is not None:
                 with contextlib.suppress(CRIError):
                     await self.runtime.remove_container(older.id)
+        self.event(pod, name, "Normal", "Created", f"Created container {name}")
         try:
             await self.runtime.start_container(cid)
         except CRIError as e:
             result.waiting[name] = (e.reason or "RunContainerError", str(e))
             return False
+        self.event(pod, name, "Normal", "Started", f"Started container {name}")
         if self.on_container_started is not None:
             await self.on_container_started(pod, c, cid)
         return True
@@ -503,6 +508,8 @@ class RuntimeManager:
         if policy != "Always":
             present = await self.runtime.image_status(image)
             if present is not None:
+                if self.runtime.name == "cri":
+                    self.event(pod, c["name"], "Normal", "Pulled", f'Container image "{image}" already present on machine')
                 return present.id
             if policy == "Never":
                 raise CRIError(
@@ -513,6 +520,7 @@ class RuntimeManager:
         now = time.time()
         if self.image_backoff.is_in_backoff_since(key, now - 0.0001, now):
             raise CRIError(f'Back-off pulling image "{image}"', reason="ImagePullBackOff")
+        self.event(pod, c["name"], "Normal", "Pulling", f'Pulling image "{image}"')
         try:
             return await self.runtime.pull_image(image)
         except CRIError as e:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from k8py.kubelet.app import killall
 from tests.conftest import Cluster, free_port, start_cluster, wait_for
 from tests.controllers.conftest import Component, run_component
 
@@ -72,18 +74,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     yield n
     n.kubelet.stop()
     cluster.stop()
-    _kill_leftovers(root)
-
-
-def _kill_leftovers(root: Path) -> None:
-    """Container processes outlive the kubelet by design; the test stops the ones it started."""
-    for f in (root / "process" / "containers").glob("*.json"):
-        d = json.loads(f.read_text())
-        if d["state"] == 1 and d["pid"]:
-            try:
-                os.killpg(d["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    asyncio.run(killall(root))  # container processes and volumes outlive the kubelet by design
 
 
 def _apply(node: Node, name: str, spec: dict[str, Any], namespace: str = "default", **meta: Any) -> None:
@@ -124,7 +115,9 @@ def test_pod_runs_and_reports_full_status(node: Node) -> None:
     conds = {c["type"]: c["status"] for c in st["conditions"]}
     for ctype in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"):
         assert conds[ctype] == "True", ctype
-    assert st["hostIP"] == "127.0.0.1" and st["podIP"] == "127.0.0.1" and st["qosClass"] == "BestEffort"
+    node_ip = next(a["address"] for a in node.cluster.kubectl_json("get", "node", NODE)["status"]["addresses"]
+                   if a["type"] == "InternalIP")
+    assert st["hostIP"] == node_ip and st["podIP"] == node_ip and st["qosClass"] == "BestEffort"
     cs = st["containerStatuses"][0]
     assert cs["ready"] and cs["started"] and cs["restartCount"] == 0
     assert cs["containerID"].startswith("process://") and "running" in cs["state"]

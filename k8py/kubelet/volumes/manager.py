@@ -218,7 +218,7 @@ class VolumeManager:
         """Unmount everything under the pod's directory and remove its volumes (and the directory when
         nothing else is left in it).  Raises OSError when a mount cannot be removed."""
         async with self._lock(pod_uid):
-            await asyncio.to_thread(_tear_down, self.pod_dir(pod_uid))
+            await asyncio.to_thread(tear_down_pod_dir, self.pod_dir(pod_uid))
             self.tokens.delete_service_account_token(pod_uid)
         self._locks.pop(pod_uid, None)
 
@@ -287,7 +287,8 @@ def _make_pod_dirs(pod_dir: str) -> None:
     os.makedirs(os.path.join(pod_dir, "volumes"), 0o750, exist_ok=True)
 
 
-def _tear_down(pod_dir: str) -> None:
+def tear_down_pod_dir(pod_dir: str) -> None:
+    """Unmount everything under a pod's directory and remove its volumes."""
     if not os.path.isdir(pod_dir):
         return
     for point in mount.mount_points_under(pod_dir):

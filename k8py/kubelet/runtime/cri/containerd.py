@@ -180,6 +180,10 @@ class Containerd:
             return pid
         return None
 
+    def serving(self) -> bool:
+        """A containerd of this data dir is running and answering on its socket."""
+        return self._running_pid() is not None and self._socket_ready()
+
     def _socket_ready(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             try:
