@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
 from k8py.bootstrap.kubeconfig import write_kubeconfig
-from k8py.bootstrap.pki import ensure_client_cert, ensure_pki
+from k8py.bootstrap.pki import ensure_client_cert, ensure_pki, issue_serving_cert, load_ca, save_pair
 from k8py.client import RESTClient
 from k8py.storage.sqlite import SQLiteStore
 
@@ -31,6 +31,10 @@ async def start_apiserver(
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_pki(pki_dir, hostnames(), [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else [])
     progress(f"certificates ready in {pki_dir}")
+    if not config.kubelet_client_certificate:  # kubeadm's apiserver-kubelet-client
+        ensure_client_cert(pki_dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["kubeadm:cluster-admins"])
+        config.kubelet_client_certificate = str(pki_dir / "apiserver-kubelet-client.crt")
+        config.kubelet_client_key = str(pki_dir / "apiserver-kubelet-client.key")
     server = APIServer(SQLiteStore(str(data_dir / STORE_FILE)), pki, config)
     await server.start()
     progress(f"API server listening on {server.url} (store {data_dir / STORE_FILE}, revision {server.cache.revision})")
@@ -119,6 +123,16 @@ class Cluster:
             pod_manifest_path=self.data_dir / "manifests",
         )
         client = self._client("kubelet", f"system:node:{name}", organizations=("system:nodes",))
+        pki = self.apiserver.pki if self.apiserver is not None else None
+        assert pki is not None
+        serving = pki.directory / "kubelet-serving.crt"
+        if not serving.exists():
+            pair = issue_serving_cert(load_ca(pki.ca_cert, pki.ca_key), name, [name, "localhost"],
+                                      [config.host_ip, "127.0.0.1"])
+            save_pair(pair, serving, pki.directory / "kubelet-serving.key")
+        config.tls_cert_file = str(serving)
+        config.tls_private_key_file = str(pki.directory / "kubelet-serving.key")
+        config.client_ca_file = str(pki.ca_cert)
         self.kubelet = KubeletApp(client, config, runtime, progress=self.progress)
         await self.kubelet.start()
 

@@ -33,6 +33,7 @@ from k8py.apiserver.authreviews import Endpoint, Reviews
 from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
 from k8py.apiserver.genericstore import Context, GenericStore
 from k8py.apiserver.handlers import ResourceHandler, json_response
+from k8py.apiserver.kubeletproxy import KubeletProxy
 from k8py.apiserver.openapi import OpenAPIV3
 from k8py.apiserver.openapi import add_routes as add_openapi_routes
 from k8py.apiserver.openapi_v2 import OpenAPIV2
@@ -58,6 +59,11 @@ class APIServerConfig:
     # kube-apiserver's --etcd-compaction-interval; history of the last `compaction_retain` revisions always stays
     compaction_interval: float = 300.0
     compaction_retain: int = 1000
+    # --kubelet-client-certificate/-key: how the API server authenticates to kubelets (logs, exec, ...)
+    kubelet_client_certificate: str = ""
+    kubelet_client_key: str = ""
+    kubelet_certificate_authority: str = ""  # empty: kubelets' serving certificates are not verified
+    kubelet_preferred_address_types: tuple[str, ...] = ("InternalIP", "ExternalIP", "Hostname")  # kubeadm's
 
 
 def version_info() -> dict[str, str]:
@@ -110,6 +116,14 @@ class APIServer:
         self.endpoints: dict[tuple[str, str, str, str], Endpoint] = Reviews(self.authorizer, self.authorizer, self.tokens).endpoints()
         if signer:
             self.endpoints["", "v1", "serviceaccounts", "token"] = TokenRequestREST(signer, self.generic, self.cache, self.registry).create
+        self.kubelet_proxy = KubeletProxy(
+            self.generic,
+            self.registry,
+            client_certificate=config.kubelet_client_certificate,
+            client_key=config.kubelet_client_key,
+            certificate_authority=config.kubelet_certificate_authority,
+            preferred_address_types=config.kubelet_preferred_address_types,
+        )
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -166,6 +180,7 @@ class APIServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
         await self.kubernetes_service.stop()
+        await self.kubelet_proxy.close()
         await self.admission.close()
         await self.crds.stop()
         await self.cache.stop()
@@ -274,6 +289,8 @@ class APIServer:
         ri = request.get("requestinfo") or parse_request(request.method, request.path, dict(request.query))
         if not ri.is_resource:
             return self._group_discovery(request)
+        if self.kubelet_proxy.handles(ri):  # pods/log, exec, attach, portforward; nodes/proxy
+            return await self.kubelet_proxy.handle(request, ri)
         ctx = Context(user=request["user"])
         endpoint = self.endpoints.get((ri.group, ri.version, ri.resource, ri.subresource))
         if endpoint is not None and ri.verb == "create":

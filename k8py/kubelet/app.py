@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from k8py.bootstrap.pki import atomic_write, create_ca, issue_serving_cert, save_pair
 from k8py.client import RESTClient
 from k8py.kubelet.kubelet import Kubelet, KubeletConfig
 from k8py.kubelet.runtime.interface import Runtime
 from k8py.kubelet.runtime.process import ProcessRuntime
 from k8py.kubelet.runtime.simulated import SimulatedRuntime
+from k8py.kubelet.server import KubeletServer, KubeletServerConfig
 
 if TYPE_CHECKING:
     from k8py.kubelet.runtime.cri.containerd import Containerd
@@ -70,6 +73,7 @@ class KubeletApp:
         self.simulated_job_seconds = simulated_job_seconds
         self.containerd: Containerd | None = None
         self.kubelet: Kubelet | None = None
+        self.server: KubeletServer | None = None
 
     async def start(self) -> None:
         root = self.config.root_dir
@@ -86,8 +90,35 @@ class KubeletApp:
         if default is not process:
             runtimes[PROCESS_HANDLER] = process
         self.kubelet = Kubelet(self.client, self.config, runtimes)
+        if self.config.port:
+            self.server = KubeletServer(self.kubelet, self._server_config())
+            await self.server.start()
         await self.kubelet.start()
         self.progress(f"kubelet: node {self.config.node_name} registered ({self.runtime} runtime)")
+
+    def _server_config(self) -> KubeletServerConfig:
+        """TLS of the kubelet server: the given files, else (as the kubelet does) a self-signed
+        certificate in <root>/pki; clients must present a certificate of the kubeconfig's CA."""
+        pki = self.config.root_dir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        cert, key = self.config.tls_cert_file, self.config.tls_private_key_file
+        if not cert:
+            cert, key = str(pki / "kubelet.crt"), str(pki / "kubelet.key")
+            if not Path(cert).exists():
+                ca = create_ca(f"{self.config.node_name}-ca@{int(time.time())}")
+                pair = issue_serving_cert(
+                    ca, self.config.node_name, [self.config.node_name, "localhost"], [self.config.host_ip, "127.0.0.1"]
+                )
+                save_pair(pair, Path(cert), Path(key))
+        client_ca = self.config.client_ca_file
+        if not client_ca:
+            if self.client.config.ca_pem is None:
+                raise RuntimeError("the kubelet server needs --client-ca-file (the kubeconfig has no CA)")
+            client_ca = str(pki / "client-ca.crt")
+            atomic_write(Path(client_ca), self.client.config.ca_pem, mode=0o644)
+        return KubeletServerConfig(
+            tls_cert_file=cert, tls_private_key_file=key, client_ca_file=client_ca, port=self.config.port
+        )
 
     async def _start_containerd(self, root: Path) -> Runtime:
         from k8py.kubelet.runtime.cri.containerd import Containerd, write_cni_config
@@ -112,6 +143,8 @@ class KubeletApp:
         return runtime
 
     async def stop(self, *, stop_containerd: bool = True) -> None:
+        if self.server is not None:
+            await self.server.stop()
         if self.kubelet is not None:
             await self.kubelet.stop()
         if self.containerd is not None and stop_containerd:

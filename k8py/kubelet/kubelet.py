@@ -49,6 +49,7 @@ from k8py.kubelet.runtime.interface import (
     Runtime,
 )
 from k8py.kubelet.static_pods import MIRROR_ANNOTATION, StaticPodSource, is_static, mirror_pod_of
+from k8py.kubelet.stats import StatsProvider
 from k8py.kubelet.status import StatusInputs, generate_pod_status, status_patch
 from k8py.kubelet.volumes.manager import VolumeManager, VolumeMountError
 
@@ -77,6 +78,9 @@ class KubeletConfig:
     register_with_taints: list[Obj] = field(default_factory=list)
     reserved: dict[str, str] = field(default_factory=dict)
     resync: float = 10.0
+    tls_cert_file: str = ""  # the kubelet server's certificate (default: self-signed, in <root>/pki)
+    tls_private_key_file: str = ""
+    client_ca_file: str = ""  # who may call the kubelet server (default: the kubeconfig's CA)
     pod_cidr: str = ""  # used when the Node gets none from the controller manager (kubelet --pod-cidr)
     on_pod_cidr: Callable[[str], Awaitable[None]] | None = None  # e.g. write the CNI config
 
@@ -96,6 +100,7 @@ class Kubelet:
         self.logs_dir = config.root_dir / "logs" / "pods"
         self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
         self.node_memory = nodestatus.meminfo()["MemTotal"]
+        self.stats = StatsProvider(config.node_name)
         self.volumes = VolumeManager(client, str(self.pods_dir), node_name=config.node_name)
         self.probes = {
             handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._container_event)
@@ -193,6 +198,23 @@ class Kubelet:
             await rt.stop()
         await self.recorder.stop()
 
+    # -- what the kubelet server asks (KubeletHost) ---------------------------------------
+
+    def get_pods(self) -> list[Obj]:
+        """The pods this kubelet runs, each with the status it last computed."""
+        return [
+            {**pod, "status": self._api_status.get(uid) or pod.get("status") or {}}
+            for uid, pod in self.pods.items()
+        ]
+
+    def runtime_for(self, pod: Obj) -> Runtime:
+        return self.managers[self._pod_handler.get(pod["metadata"].get("uid", ""), "")].runtime
+
+    async def summary(self) -> Obj:
+        stats = [s for rt in self.runtimes.values() for s in await rt.list_container_stats()]
+        starts = {uid: (st or {}).get("startTime", "") for uid, st in self._api_status.items()}
+        return self.stats.summary(stats, self.runtime_status, starts)
+
     # -- pod sources ----------------------------------------------------------------------
 
     def _api_pod(self, pod: Obj) -> None:
@@ -229,9 +251,10 @@ class Kubelet:
         manager = await self._manager(pod)
         probes = self.probes[self._pod_handler[uid]]
         probes.add_pod(pod)
-        if not await self._mount_volumes(pod, manager):
-            return False
         status = await manager.get_pod_status(uid)
+        if not await self._mount_volumes(pod, manager):
+            self._set_status(pod, self._generate_status(pod, status, None))  # ContainerCreating
+            return False
         result = await manager.sync_pod(pod, status)
         self._report_sync(pod, result)
         status = await manager.get_pod_status(uid)

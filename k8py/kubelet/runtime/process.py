@@ -4,7 +4,8 @@ For nodes without root or containerd, and for the control plane's static pods (k
 components as pods this way, with no image). A sandbox is bookkeeping only: its pods share the
 host's network (the pod IP is the node's IP) and file system; a container is ``command + args``
 started in its own session (process group) with the container's env and working directory.
-An image's entrypoint is unknown here, so a container without ``command`` fails to be created
+An image's entrypoint is unknown here: ``command + args`` is run as if the image had none (so
+``args`` alone is the command, as with busybox), and a container with neither fails to be created
 with a clear message.
 
 Output goes straight from the process into append-only raw files (``<id>.stdout`` and
@@ -264,10 +265,10 @@ class ProcessRuntime:
     ) -> str:
         if sandbox_id not in self._sandboxes:
             raise NotFound(f"pod sandbox {sandbox_id} not found")
-        if not config.command:
+        if not config.command and not config.args:
             raise CRIError(
-                f"the process runtime cannot run image {config.image!r} without spec.containers[].command: "
-                "it does not know the image's entrypoint",
+                f"the process runtime cannot run image {config.image!r} without spec.containers[].command "
+                "(or args): it does not know the image's entrypoint",
                 reason="CreateContainerError",
             )
         log_path = os.path.join(sandbox_config.log_directory, config.log_path) if config.log_path else ""
@@ -300,7 +301,7 @@ class ProcessRuntime:
             )
         except OSError as e:
             c.state, c.exit_code, c.reason = ContainerState.EXITED, 128, "StartError"
-            c.message = f"failed to start {cfg.command[0]!r}: {e.strerror or e}"
+            c.message = f"failed to start {[*cfg.command, *cfg.args][0]!r}: {e.strerror or e}"
             c.finished_at = now_ns()
             self._save_container(c)
             raise CRIError(c.message, reason="StartError") from e
