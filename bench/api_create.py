@@ -32,6 +32,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.store_commit import measure_single_row_commit_rate  # noqa: E402
+from k8py.kubelet.app import killall  # noqa: E402
 
 
 def _free_port() -> int:
@@ -40,8 +41,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+RUNTIME_COMMS = ("containerd", "containerd-shim", "containerd-shim-runc-v2", "runc")
+
+
 def _rss_tree_kib(pid: int) -> int:
-    """RSS of a process and all its descendants, from /proc."""
+    """RSS of a process and all its descendants, from /proc (the container runtime excluded)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -55,6 +59,11 @@ def _rss_tree_kib(pid: int) -> int:
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() in RUNTIME_COMMS:
+                continue
+        except OSError:
+            continue
         todo.extend(children.get(p, []))
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -172,7 +181,7 @@ async def main() -> None:
         # start-up and idle memory of the whole `k8py up` (scheduler included)
         port = _free_port()
         t0 = time.monotonic()
-        proc = _up(Path(tmp) / "full", port)
+        proc = _up(Path(tmp) / "full", port, "--kubelet-port", str(_free_port()))
         try:
             insecure = aiohttp.TCPConnector(ssl=False)
             async with aiohttp.ClientSession(connector=insecure) as s:
@@ -181,6 +190,7 @@ async def main() -> None:
             idle_rss = _rss_tree_kib(proc.pid)
         finally:
             _stop(proc)
+            await killall(Path(tmp) / "full" / "kubelet")
         # the API server's create path alone: without nodes, a scheduler would add a failed
         # attempt (an Event and a status patch) for every pod created, and the controller
         # manager's controllers watch pods (garbage collector, endpoints, disruption, ...); the

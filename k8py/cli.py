@@ -89,17 +89,22 @@ def main() -> None:
               help="The kubelet's container runtime (default: cri as root with containerd installed, else process).")
 @click.option("--node-name", default=None, help="The node's name (default: the host name).")
 @click.option("--kubelet-port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
+@click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
+@click.option("--metric-resolution", type=float, default=15.0, show_default=True,
+              help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
        disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
-       runtime: str | None, node_name: str | None, kubelet_port: int, verbose: bool) -> None:
+       runtime: str | None, node_name: str | None, kubelet_port: int, disable_metrics_server: bool,
+       metric_resolution: float, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
     _setup_logging(verbose)
     progress = Progress()
     config = APIServerConfig(
-        port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain
+        port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain,
+        metrics_server=not disable_metrics_server, metric_resolution=metric_resolution,
     )
     cluster = Cluster(
         data_dir or data_dir_default(),
@@ -137,15 +142,20 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
 @click.option("--bind-address", default="127.0.0.1", show_default=True)
 @click.option("--port", "--secure-port", type=int, default=6443, show_default=True)
 @click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True)
+@click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
+@click.option("--metric-resolution", type=float, default=15.0, show_default=True,
+              help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
 @click.option("-v", "--verbose", is_flag=True)
-def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str, verbose: bool) -> None:
+def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str,
+              disable_metrics_server: bool, metric_resolution: float, verbose: bool) -> None:
     """Run the API server alone (kube-apiserver)."""
     from k8py.cluster import start_apiserver
 
     _setup_logging(verbose)
     progress = Progress()
     base = data_dir or data_dir_default()
-    config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr)
+    config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr,
+                             metrics_server=not disable_metrics_server, metric_resolution=metric_resolution)
     holder: list = []
 
     async def start() -> None:
@@ -344,16 +354,21 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
 @click.option("--system-reserved", default="", help="resource=quantity[,...] reserved for the system.")
 @click.option("--simulated-job-seconds", type=float, default=5.0, show_default=True,
               help="With --runtime simulated: how long a Job's pod runs before it succeeds.")
+@click.option("--eviction-hard", default="memory.available<100Mi,nodefs.available<10%", show_default=True,
+              help="Hard eviction thresholds: signal<quantity|percent[,...].")
+@click.option("--eviction-interval", type=float, default=10.0, hidden=True,
+              help="Seconds between the eviction manager's looks at the signals.")
 @click.option("-v", "--verbose", is_flag=True)
 def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | None, runtime: str | None,
             pod_manifest_path: Path | None, node_ip: str | None, port: int, cluster_dns: str, cluster_domain: str,
             max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
-            verbose: bool) -> None:
+            eviction_hard: str, eviction_interval: float, verbose: bool) -> None:
     """Run the node agent: register the Node and run the pods bound to it."""
     import socket
 
     from k8py.client import ConfigError, RESTClient
     from k8py.kubelet.app import KubeletApp, choose_runtime
+    from k8py.kubelet.eviction import parse_thresholds
     from k8py.kubelet.kubelet import KubeletConfig
     from k8py.kubelet.nodestatus import default_host_ip
 
@@ -376,7 +391,13 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         max_pods=max_pods,
         node_labels=_key_values(tuple(s for s in node_labels.split(",") if s), "--node-labels"),
         reserved=_key_values(tuple(s for s in system_reserved.split(",") if s), "--system-reserved"),
+        eviction_hard=eviction_hard,
+        eviction_interval=eviction_interval,
     )
+    try:
+        parse_thresholds(eviction_hard)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--eviction-hard") from None
     app = KubeletApp(client, config, chosen, progress=progress.step, simulated_job_seconds=simulated_job_seconds)
 
     async def stop() -> None:

@@ -122,7 +122,8 @@ class Cluster:
             port=self.kubelet_port,
             pod_manifest_path=self.data_dir / "manifests",
         )
-        client = self._client("kubelet", f"system:node:{name}", organizations=("system:nodes",))
+        # A burst of pods would open a TLS connection per concurrent request; a few, kept alive, do.
+        client = self._client("kubelet", f"system:node:{name}", organizations=("system:nodes",), max_connections=16)
         pki = self.apiserver.pki if self.apiserver is not None else None
         assert pki is not None
         serving = pki.directory / "kubelet-serving.crt"
@@ -136,7 +137,9 @@ class Cluster:
         self.kubelet = KubeletApp(client, config, runtime, progress=self.progress)
         await self.kubelet.start()
 
-    def _client(self, stem: str, user: str, organizations: tuple[str, ...] = ()) -> RESTClient:
+    def _client(
+        self, stem: str, user: str, organizations: tuple[str, ...] = (), *, max_connections: int = 256
+    ) -> RESTClient:
         """A client for a component, with its own certificate and kubeconfig (as kubeadm writes them)."""
         pki = self.apiserver.pki if self.apiserver is not None else None
         assert pki is not None
@@ -150,7 +153,7 @@ class Cluster:
             user=user,
             context=f"{user}@k8py",
         )
-        client = RESTClient.from_kubeconfig(path, component=user)
+        client = RESTClient.from_kubeconfig(path, component=user, max_connections=max_connections)
         self.clients.append(client)
         return client
 

@@ -498,7 +498,7 @@ def decode(
     t = _compile(schema)
     collect = mode != IGNORE
     w = _Walk(collect, lenient=patch_type == STRATEGIC_MERGE_PATCH)
-    pairs = _pairs(raw) if collect and raw is not None else None
+    pairs = _pairs(raw) if collect and raw is not None and not _reencodes_to(obj, raw) else None
     try:
         _walk(obj if pairs is None else pairs, t, "", w)
     except _Mismatch as m:
@@ -553,6 +553,12 @@ def _decode_error_prefix(obj: Any, schema: Schema | None) -> str:
         api_version.rpartition("/")[2] if isinstance(api_version, str) and api_version else target_version
     )
     return f'{kind} in version "{version}" cannot be handled as a {target_kind}: '
+
+
+def _reencodes_to(obj: Any, raw: bytes) -> bool:
+    """`obj` serializes back to exactly `raw` (a compact body from an orjson-like client): then `raw`
+    cannot have held duplicate keys, and the slow key-pairs parse that finds them is skipped."""
+    return orjson.dumps(obj) == raw
 
 
 def _pairs(raw: bytes | None) -> Any:

@@ -49,6 +49,20 @@ class Discovery:
         self.registry = registry
         self.server_address = server_address
         self._cache: dict[str, bytes] = {}
+        # group-versions served in-process outside the registry (metrics.k8s.io), as kube-aggregator
+        # lists an APIService's: (group, version) -> its APIResourceList entries
+        self._local: dict[tuple[str, str], list[Obj]] = {}
+
+    def add_local(self, group: str, version: str, resources: list[Obj]) -> None:
+        self._local[group, version] = resources
+        self.invalidate()
+
+    def _groups(self) -> dict[str, list[str]]:
+        groups = dict(self.registry.groups())
+        for group, version in self._local:
+            if version not in groups.get(group, ()):
+                groups[group] = [*groups.get(group, ()), version]
+        return groups
 
     def invalidate(self) -> None:
         self._cache.clear()
@@ -75,18 +89,23 @@ class Discovery:
 
     def api_groups(self) -> bytes:
         def build() -> Obj:
-            groups = [self._group(g, vs) for g, vs in sorted(self.registry.groups().items()) if g]
+            groups = [self._group(g, vs) for g, vs in sorted(self._groups().items()) if g]
             return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
         return self._cached("apis", build)
 
     def api_group(self, group: str) -> bytes | None:
-        versions = self.registry.groups().get(group)
+        versions = self._groups().get(group)
         if not group or not versions:
             return None
         return self._cached(f"group/{group}", lambda: {"kind": "APIGroup", "apiVersion": "v1", **self._group(group, versions)})
 
     def resource_list(self, group: str, version: str) -> bytes | None:
+        if (local := self._local.get((group, version))) is not None:
+            return self._cached(f"rl/{group}/{version}", lambda: {
+                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": _group_version(group, version),
+                "resources": local,
+            })
         resources = sorted(self.registry.resources(group, version), key=lambda r: r.resource)
         if not resources:
             return None
@@ -133,11 +152,15 @@ class Discovery:
 
         def build() -> Obj:
             items = []
-            for group, versions in sorted(self.registry.groups().items()):
+            for group, versions in sorted(self._groups().items()):
                 if (group == "") != legacy:
                     continue
                 vlist = []
                 for v in versions:
+                    if (local := self._local.get((group, v))) is not None:
+                        vlist.append({"version": v, "resources": [_aggregated(group, v, r) for r in local],
+                                      "freshness": "Current"})
+                        continue
                     resources = []
                     for r in sorted(self.registry.resources(group, v), key=lambda r: r.resource):
                         res: Obj = {
@@ -179,3 +202,14 @@ class Discovery:
     @staticmethod
     def etag(body: bytes) -> str:
         return '"' + hashlib.sha512(body).hexdigest().upper() + '"'
+
+
+def _aggregated(group: str, version: str, r: Obj) -> Obj:
+    """An APIResourceList entry as an APIResourceDiscovery."""
+    return {
+        "resource": r["name"],
+        "responseKind": {"group": group, "version": version, "kind": r["kind"]},
+        "scope": "Namespaced" if r["namespaced"] else "Cluster",
+        "singularResource": r["singularName"],
+        "verbs": r["verbs"],
+    }

@@ -80,6 +80,21 @@ def validate_container(container: str, pod: Obj) -> str:
     return container
 
 
+def kubelet_endpoint(node: Obj, preferred_address_types: tuple[str, ...]) -> tuple[str, int]:
+    """(host, port) of a node's kubelet (NodeConnectionInfoGetter)."""
+    status = node.get("status") or {}
+    addresses = status.get("addresses") or []
+    host = next(
+        (a["address"] for t in preferred_address_types for a in addresses if a.get("type") == t and a.get("address")),
+        None,
+    )
+    if host is None:
+        known = " ".join(f"{{{a.get('type', '')} {a.get('address', '')}}}" for a in addresses)
+        raise errors.StatusError(500, "", f"no preferred addresses found; known addresses: [{known}]")
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_KUBELET_PORT
+    return host, int(port)
+
+
 def _host_port(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host).version == 6:
@@ -153,20 +168,16 @@ class KubeletProxy:
         return await self.store.get(self.pods, ri.namespace, ri.name)
 
     async def _kubelet(self, node_name: str) -> tuple[str, int]:
-        """(host, port) of a node's kubelet (NodeConnectionInfoGetter)."""
         assert self.nodes is not None
-        node = await self.store.get(self.nodes, "", node_name)
-        status = node.get("status") or {}
-        addresses = status.get("addresses") or []
-        host = next(
-            (a["address"] for t in self.preferred_address_types for a in addresses if a.get("type") == t and a.get("address")),
-            None,
-        )
-        if host is None:
-            known = " ".join(f"{{{a.get('type', '')} {a.get('address', '')}}}" for a in addresses)
-            raise errors.StatusError(500, "", f"no preferred addresses found; known addresses: [{known}]")
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_KUBELET_PORT
-        return host, int(port)
+        return kubelet_endpoint(await self.store.get(self.nodes, "", node_name), self.preferred_address_types)
+
+    async def read(self, node: Obj, path: str) -> bytes:
+        """GET ``path`` of a node's kubelet (the metrics server's scrapes); an answer other than 200
+        raises ``aiohttp.ClientResponseError``."""
+        host, port = kubelet_endpoint(node, self.preferred_address_types)
+        async with self.session.get(f"https://{_host_port(host, port)}{path}", ssl=self._ssl) as resp:
+            resp.raise_for_status()
+            return await resp.read()
 
     async def _pod_location(self, ri: RequestInfo, path: str, container: str | None) -> str:
         """``https://{kubelet}/{path}/{ns}/{pod}[/{container}]`` (400 when the pod has no node)."""

@@ -25,7 +25,7 @@ from k8py import KUBERNETES_VERSION, __version__
 from k8py.api import errors
 from k8py.api.registry import Registry
 from k8py.apiextensions.controller import CRDController
-from k8py.apiserver import bootstrap_objects
+from k8py.apiserver import bootstrap_objects, metricsserver
 from k8py.apiserver.admission import ServiceAllocator, UserInfo
 from k8py.apiserver.admission_plugins import default_chain
 from k8py.apiserver.authorization import Decision, default_authorizer, forbidden, request_attributes
@@ -64,6 +64,9 @@ class APIServerConfig:
     kubelet_client_key: str = ""
     kubelet_certificate_authority: str = ""  # empty: kubelets' serving certificates are not verified
     kubelet_preferred_address_types: tuple[str, ...] = ("InternalIP", "ExternalIP", "Hostname")  # kubeadm's
+    # the resource metrics API (metrics.k8s.io), scraping the kubelets every `metric_resolution` seconds
+    metrics_server: bool = True
+    metric_resolution: float = 15.0
 
 
 def version_info() -> dict[str, str]:
@@ -124,6 +127,10 @@ class APIServer:
             certificate_authority=config.kubelet_certificate_authority,
             preferred_address_types=config.kubelet_preferred_address_types,
         )
+        self.metrics: metricsserver.MetricsServer | None = None
+        if config.metrics_server:
+            self.metrics = metricsserver.MetricsServer(self.cache, self.registry, self.kubelet_proxy, resolution=config.metric_resolution)
+            self.discovery.add_local(metricsserver.GROUP, metricsserver.VERSION, metricsserver.RESOURCES)
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -171,6 +178,8 @@ class APIServer:
                     on_compact=self.cache.compacted,
                 )
             )
+        if self.metrics is not None:
+            await self.metrics.start()
         self.ready = True
 
     async def stop(self) -> None:
@@ -180,6 +189,8 @@ class APIServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compactor
         await self.kubernetes_service.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.kubelet_proxy.close()
         await self.admission.close()
         await self.crds.stop()
@@ -291,6 +302,8 @@ class APIServer:
             return self._group_discovery(request)
         if self.kubelet_proxy.handles(ri):  # pods/log, exec, attach, portforward; nodes/proxy
             return await self.kubelet_proxy.handle(request, ri)
+        if self.metrics is not None and self.metrics.handles(ri):
+            return await self.metrics.handle(request, ri)
         ctx = Context(user=request["user"])
         endpoint = self.endpoints.get((ri.group, ri.version, ri.resource, ri.subresource))
         if endpoint is not None and ri.verb == "create":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k8py.api.meta import format_time
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
 from k8py.client.events import NORMAL, WARNING, EventRecorder
 from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
@@ -34,10 +36,18 @@ from k8py.client.rest import PatchType
 from k8py.kubelet import nodestatus
 from k8py.kubelet.dns import pod_dns
 from k8py.kubelet.envvars import APIObjectLookup, ContainerConfigError, make_environment
+from k8py.kubelet.eviction import (
+    DEFAULT_EVICTION_HARD,
+    Pressure,
+    crossed,
+    eviction_message,
+    parse_thresholds,
+    rank,
+)
 from k8py.kubelet.kuberuntime import PodStatus, RuntimeManager, SyncResult
 from k8py.kubelet.lifecycle import FAILED_POST_START_HOOK, FAILED_PRE_STOP_HOOK, HandlerRunner
 from k8py.kubelet.nodelease import RENEW_INTERVAL, renew_lease
-from k8py.kubelet.pod_workers import PodWorkers
+from k8py.kubelet.pod_workers import PodWorkers, WorkState
 from k8py.kubelet.prober.manager import ProbeManager
 from k8py.kubelet.prober.results import ProbeType, Result
 from k8py.kubelet.runtime.interface import (
@@ -78,6 +88,8 @@ class KubeletConfig:
     register_with_taints: list[Obj] = field(default_factory=list)
     reserved: dict[str, str] = field(default_factory=dict)
     resync: float = 10.0
+    eviction_hard: str = DEFAULT_EVICTION_HARD
+    eviction_interval: float = 10.0  # seconds between the eviction manager's looks at the signals
     tls_cert_file: str = ""  # the kubelet server's certificate (default: self-signed, in <root>/pki)
     tls_private_key_file: str = ""
     client_ca_file: str = ""  # who may call the kubelet server (default: the kubeconfig's CA)
@@ -101,6 +113,8 @@ class Kubelet:
         self.recorder = EventRecorder(client, component="kubelet", host=config.node_name)
         self.node_memory = nodestatus.meminfo()["MemTotal"]
         self.stats = StatsProvider(config.node_name)
+        self.thresholds = parse_thresholds(config.eviction_hard)
+        self._evicted: dict[str, str] = {}  # uid -> the Evicted message
         self.volumes = VolumeManager(client, str(self.pods_dir), node_name=config.node_name)
         self.probes = {
             handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._container_event)
@@ -173,6 +187,7 @@ class Kubelet:
             spawn(self._node_status_loop(), name="kubelet-node-status"),
             spawn(self._pleg(), name="kubelet-pleg"),
             spawn(self._status_writer(), name="kubelet-status"),
+            spawn(self._eviction_loop(), name="kubelet-eviction"),
         ]
         if self.static_pods is not None:
             await self.static_pods.start()
@@ -246,6 +261,8 @@ class Kubelet:
 
     async def sync_pod(self, pod: Obj) -> bool:
         uid = pod["metadata"]["uid"]
+        if uid in self._evicted:
+            return True
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not is_static(pod):
             return True  # terminal in the API (e.g. evicted): only stopping is left
         manager = await self._manager(pod)
@@ -292,35 +309,34 @@ class Kubelet:
 
         return failed
 
-    async def _post_start(self, pod: Obj, container: Obj, cid: str) -> None:
-        handler = (container.get("lifecycle") or {}).get("postStart")
+    async def _run_hook(self, pod: Obj, container: Obj, cid: str, hook: str) -> bool:
+        """Run the container's ``postStart`` or ``preStop`` handler (if any); False when it failed."""
+        handler = (container.get("lifecycle") or {}).get(hook)
         if not handler:
-            return
+            return True
         uid = pod["metadata"]["uid"]
         ip = (self.runtime_status.get(uid) or PodStatus(uid=uid)).ips
         ok, message = await self.hooks[self._pod_handler.get(uid, "")].run(
             cid, pod, container, handler, ip[0] if ip else self.config.host_ip
         )
         if not ok:
-            self._container_event(pod, container["name"], WARNING, FAILED_POST_START_HOOK, message)
-            manager = self.managers[self._pod_handler.get(uid, "")]
+            reason = FAILED_POST_START_HOOK if hook == "postStart" else FAILED_PRE_STOP_HOOK
+            self._container_event(pod, container["name"], WARNING, reason, message)
+        return ok
+
+    async def _post_start(self, pod: Obj, container: Obj, cid: str) -> None:
+        """A failed postStart hook kills the container (the restart policy decides what follows)."""
+        if not await self._run_hook(pod, container, cid, "postStart"):
             with contextlib.suppress(CRIError):
-                await manager.runtime.stop_container(cid, 0)
+                await self.runtime_for(pod).stop_container(cid, 0)
 
     async def _pre_stop(self, pod: Obj, container: Obj, cid: str) -> None:
-        handler = (container.get("lifecycle") or {}).get("preStop")
-        if not handler:
-            return
-        uid = pod["metadata"]["uid"]
-        ip = (self.runtime_status.get(uid) or PodStatus(uid=uid)).ips
-        ok, message = await self.hooks[self._pod_handler.get(uid, "")].run(
-            cid, pod, container, handler, ip[0] if ip else self.config.host_ip
-        )
-        if not ok:
-            self._container_event(pod, container["name"], WARNING, FAILED_PRE_STOP_HOOK, message)
+        await self._run_hook(pod, container, cid, "preStop")
 
     async def sync_terminating_pod(self, pod: Obj, grace: int) -> None:
         uid = pod["metadata"]["uid"]
+        if uid in self._evicted:
+            grace = 0  # hard eviction thresholds kill at once
         manager = await self._manager(pod)
         self.probes[self._pod_handler[uid]].stop_liveness_and_startup(uid)
         status = await manager.get_pod_status(uid)
@@ -332,6 +348,13 @@ class Kubelet:
         status = await manager.get_pod_status(uid)
         self.runtime_status[uid] = status
         new = self._generate_status(pod, status, None, terminal=True)
+        if uid in self._evicted:
+            new.update(phase="Failed", reason="Evicted", message=self._evicted[uid])
+            new["conditions"].append({
+                "type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                "message": self._evicted[uid], "lastProbeTime": None,
+                "lastTransitionTime": format_time(dt.datetime.now(dt.UTC)),
+            })
         self._set_status(pod, new)
 
     async def sync_terminated_pod(self, pod: Obj, removed: bool) -> None:
@@ -344,6 +367,7 @@ class Kubelet:
             await self._unmount_volumes(uid)
             self.runtime_status.pop(uid, None)
         if removed:
+            self._evicted.pop(uid, None)
             self.pods.pop(uid, None)
             self._api_status.pop(uid, None)
             self._pod_handler.pop(uid, None)
@@ -616,13 +640,14 @@ class Kubelet:
             labels=self.config.node_labels,
             taints=self.config.register_with_taints,
             reserved=self.config.reserved,
+            eviction_hard=self.thresholds,
         )
 
     async def _register_node(self) -> None:
         name, version = await self.runtimes[""].version()
         prefix = {"containerd": "containerd"}.get(name, name)
         self._runtime_version = f"{prefix}://{version}"
-        obs = nodestatus.observe(self.config.root_dir)
+        obs, _ = self._observe()
         status = nodestatus.node_status(self._node_config(), obs, ready=False, images=[], old=None)
         node = nodestatus.node_object(self._node_config(), status)
         deadline = time.monotonic() + 60
@@ -684,8 +709,49 @@ class Kubelet:
             except ClientError as e:
                 log.warning("updating node status: %s", e)
 
-    async def _update_node_status(self, *, force: bool = False) -> None:
+    def _observe(self) -> tuple[nodestatus.Observation, list[Pressure]]:
         obs = nodestatus.observe(self.config.root_dir)
+        pressures = crossed(self.thresholds, {
+            "memory.available": (obs.memory_available, obs.memory_capacity),
+            "nodefs.available": (obs.nodefs_available, obs.nodefs_capacity),
+        })
+        obs.memory_pressure = any(p.resource == "memory" for p in pressures)
+        obs.disk_pressure = any(p.resource == "ephemeral-storage" for p in pressures)
+        return obs, pressures
+
+    async def _eviction_loop(self) -> None:
+        """The eviction manager: under a crossed threshold, evict one pod per interval."""
+        pressured = False
+        while True:
+            await asyncio.sleep(self.config.eviction_interval)
+            _, pressures = self._observe()
+            if bool(pressures) != pressured:
+                pressured = bool(pressures)
+                with contextlib.suppress(ClientError):
+                    await self._update_node_status(force=True)
+            if pressures:
+                await self._evict_one(pressures[0])
+
+    async def _evict_one(self, pressure: Pressure) -> None:
+        candidates = [
+            pod for uid, pod in self.pods.items()
+            if uid not in self._evicted and not is_static(pod)
+            and self.pod_workers.state(uid) is WorkState.SYNCING
+            and (self._api_status.get(uid) or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+        if not candidates:
+            return
+        summary = await self.summary()
+        usage = {p["podRef"]["uid"]: p["memory"]["workingSetBytes"] for p in summary["pods"]}
+        pod = rank(candidates, pressure, usage)[0]
+        message = eviction_message(pressure, pod, usage)
+        log.warning("evicting pod %s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], message)
+        self.recorder.event(pod, WARNING, "Evicted", message)
+        self._evicted[pod["metadata"]["uid"]] = message
+        self.pod_workers.wake(pod["metadata"]["uid"])
+
+    async def _update_node_status(self, *, force: bool = False) -> None:
+        obs, _ = self._observe()
         images = [
             {"names": [*img.repo_tags, *img.repo_digests] or [img.id], "sizeBytes": img.size}
             for rt in self.runtimes.values()

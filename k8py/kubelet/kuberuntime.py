@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from k8py.api.resources import milli, parse_list
 from k8py.api.strategy import qos_class
+from k8py.kubelet.pod_workers import grace_period
 from k8py.kubelet.runtime.interface import (
     ContainerConfig,
     ContainerState,
@@ -249,15 +250,17 @@ class RuntimeManager:
 
     # -- the runtime's view ---------------------------------------------------------------
 
-    async def get_pod_statuses(self) -> dict[str, PodStatus]:
-        """Every pod the runtime knows, by uid (sandboxes and containers with k8py's labels)."""
+    async def get_pod_statuses(self, uid: str | None = None) -> dict[str, PodStatus]:
+        """Every pod the runtime knows (or just pod ``uid``), by uid, from k8py's labels."""
+        selector = {POD_UID: uid} if uid else None
         sandboxes, containers = await asyncio.gather(
-            self.runtime.list_pod_sandboxes(), self.runtime.list_containers()
+            self.runtime.list_pod_sandboxes(selector), self.runtime.list_containers(labels=selector)
         )
         pods: dict[str, PodStatus] = {}
-        live = {sb.id for sb in sandboxes}
-        for sid in [sid for sid in self._sandbox_ips if sid not in live]:
-            del self._sandbox_ips[sid]
+        if uid is None:
+            live = {sb.id for sb in sandboxes}
+            for sid in [sid for sid in self._sandbox_ips if sid not in live]:
+                del self._sandbox_ips[sid]
         for sb in sandboxes:
             if sb.state == SandboxState.READY and not sb.ip:
                 # ListPodSandbox carries no addresses: ask once per sandbox (they never change).
@@ -279,7 +282,7 @@ class RuntimeManager:
 
     async def get_pod_status(self, uid: str) -> PodStatus:
         """One pod's full view: its containers' exit codes, times and reasons included."""
-        status = (await self.get_pod_statuses()).get(uid) or PodStatus(uid=uid)
+        status = (await self.get_pod_statuses(uid)).get(uid) or PodStatus(uid=uid)
         full = await asyncio.gather(*(self._full_status(c) for c in status.containers))
         status.containers = [c for c in full if c is not None]
         return status
@@ -412,13 +415,13 @@ class RuntimeManager:
         for name, message in actions.backoff.items():
             result.waiting[name] = ("CrashLoopBackOff", message)
         if actions.kill_pod:
-            await self.kill_pod(pod, status, grace=_grace(pod))
+            await self.kill_pod(pod, status, grace=grace_period(pod))
             if not actions.create_sandbox:
                 return result
         for cid, (c, why) in actions.containers_to_kill.items():
             log.info("killing container %s of %s: %s", c["name"], _pod_name(pod), why)
             self.event(pod, c["name"], "Normal", "Killing", why)
-            await self._kill_container(pod, c, cid, _grace(pod, c))
+            await self._kill_container(pod, c, cid, grace_period(pod))
         sandbox_config = self.sandbox_config(pod, actions.attempt if actions.create_sandbox else 0)
         if actions.create_sandbox:
             for old in status.sandboxes:
@@ -611,7 +614,7 @@ class RuntimeManager:
                 RESTART_COUNT: str(restart_count),
                 TERMINATION_MESSAGE_PATH: c.get("terminationMessagePath") or "/dev/termination-log",
                 TERMINATION_MESSAGE_POLICY: c.get("terminationMessagePolicy") or "File",
-                TERMINATION_GRACE: str(_grace(pod)),
+                TERMINATION_GRACE: str(grace_period(pod)),
                 CONTAINER_KIND: kind,
             },
             resources=container_resources(pod, c, self.node_memory),
@@ -666,14 +669,6 @@ class RuntimeManager:
 def _all_containers(pod: Obj | None) -> list[Obj]:
     spec = (pod or {}).get("spec") or {}
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-
-
-def _grace(pod: Obj, c: Obj | None = None) -> int:
-    md, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    if md.get("deletionGracePeriodSeconds") is not None:
-        return int(md["deletionGracePeriodSeconds"])
-    value = spec.get("terminationGracePeriodSeconds")
-    return 30 if value is None else int(value)
 
 
 def _pod_name(pod: Obj) -> str:

@@ -2,8 +2,8 @@
 
 Capacity is the machine's (CPUs, /proc/meminfo, the root dir's file system, ``--max-pods``);
 allocatable subtracts ``--system-reserved``/``--kube-reserved`` and the hard eviction thresholds
-(memory.available<100Mi, nodefs.available<10%), as the kubelet's node allocatable does. The
-pressure conditions come from the same thresholds (``observe``).
+(``--eviction-hard``), as the kubelet's node allocatable does; the eviction manager sets the
+pressure conditions from the same thresholds.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import Any
 from k8py.api.meta import format_time
 from k8py.api.resources import parse_list
 from k8py.api.validation.quantity import Quantity
+from k8py.kubelet.eviction import Threshold
 
 Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.32.0-k8py"
-EVICTION_MEMORY = 100 * 1024 * 1024  # memory.available<100Mi
-EVICTION_NODEFS_PERCENT = 10  # nodefs.available<10%
 
 
 def meminfo() -> dict[str, int]:
@@ -89,15 +88,12 @@ class Observation:
 def observe(root_dir: Path) -> Observation:
     mem = meminfo()
     fs = os.statvfs(root_dir)
-    obs = Observation(
+    return Observation(
         memory_available=mem.get("MemAvailable", mem.get("MemFree", 0)),
         memory_capacity=mem["MemTotal"],
         nodefs_available=fs.f_bavail * fs.f_frsize,
         nodefs_capacity=fs.f_blocks * fs.f_frsize,
     )
-    obs.memory_pressure = obs.memory_available < EVICTION_MEMORY
-    obs.disk_pressure = obs.nodefs_available * 100 < obs.nodefs_capacity * EVICTION_NODEFS_PERCENT
-    return obs
 
 
 @dataclass
@@ -110,6 +106,7 @@ class NodeConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     reserved: dict[str, str] = field(default_factory=dict)  # system + kube reserved, summed by the caller
+    eviction_hard: list[Threshold] = field(default_factory=list)
     pod_cidr: str = ""
 
 
@@ -127,10 +124,14 @@ def capacity(config: NodeConfig, obs: Observation) -> tuple[Obj, Obj]:
     alloc = dict(cap)
     cpu_m = (os.cpu_count() or 1) * 1000 - _milli(reserved.get("cpu"))
     alloc["cpu"] = f"{max(cpu_m, 0)}m" if cpu_m % 1000 else str(max(cpu_m, 0) // 1000)
-    mem = obs.memory_capacity - int(reserved["memory"].value if "memory" in reserved else 0) - EVICTION_MEMORY
+    evict = {t.signal: t for t in config.eviction_hard}
+    mem = obs.memory_capacity - int(reserved["memory"].value if "memory" in reserved else 0)
+    if "memory.available" in evict:
+        mem -= evict["memory.available"].value(obs.memory_capacity)
     alloc["memory"] = f"{max(mem, 0) // 1024}Ki"
-    eph = obs.nodefs_capacity * (100 - EVICTION_NODEFS_PERCENT) // 100
-    eph -= int(reserved["ephemeral-storage"].value if "ephemeral-storage" in reserved else 0)
+    eph = obs.nodefs_capacity - int(reserved["ephemeral-storage"].value if "ephemeral-storage" in reserved else 0)
+    if "nodefs.available" in evict:
+        eph -= evict["nodefs.available"].value(obs.nodefs_capacity)
     alloc["ephemeral-storage"] = str(max(eph, 0))
     return cap, alloc
 

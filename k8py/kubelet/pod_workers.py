@@ -137,13 +137,14 @@ class PodWorkers:
             elif await self._sync_pod(pod):
                 w.state = WorkState.TERMINATING
         if w.state is WorkState.TERMINATING:
-            await self._sync_terminating(pod, _grace(pod))
+            await self._sync_terminating(pod, grace_period(pod))
             w.state = WorkState.TERMINATED
         if w.state is WorkState.TERMINATED:
             await self._sync_terminated(pod, w.removed)
 
 
-def _grace(pod: Obj) -> int:
+def grace_period(pod: Obj) -> int:
+    """The pod's termination grace period: the deletion's, else the spec's (default 30 s)."""
     md, spec = pod["metadata"], pod.get("spec") or {}
     if md.get("deletionGracePeriodSeconds") is not None:
         return int(md["deletionGracePeriodSeconds"])

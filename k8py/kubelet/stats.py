@@ -90,4 +90,6 @@ class StatsProvider:
 
 
 def _time(ns: int) -> str:
-    return format_time(dt.datetime.fromtimestamp(ns / 1e9, dt.UTC))
+    """RFC 3339 with milliseconds: /metrics/resource timestamps (and so CPU rates) need them."""
+    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1_000_000 % 1000:03d}Z"

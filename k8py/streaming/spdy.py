@@ -446,10 +446,14 @@ class SpdyStream:
         if self._reply is not None and not self._reply.done():
             self._reply.set_result(headers)
 
-    def _on_reset(self, status: int) -> None:
+    def _on_reset(self, status: int, *, keep_received: bool = False) -> None:
+        """``keep_received``: the peer reset it; what it sent before stays readable (then EOF), as
+        spdystream delivers a stream's queued data before its RST_STREAM (a CRI streaming server
+        writes the exit status, then resets every stream and closes the connection)."""
         self.reset_status = status
-        self._chunks.clear()
-        self._buffered = 0
+        if not keep_received:
+            self._chunks.clear()
+            self._buffered = 0
         self._readable.set()
         self._space.set()
         if self._reply is not None and not self._reply.done():
@@ -616,7 +620,7 @@ class SpdySession:
                     self.forget(stream)
         elif isinstance(frame, RstStream):
             if (stream := self.streams.get(frame.stream_id)) is not None:
-                stream._on_reset(frame.status)
+                stream._on_reset(frame.status, keep_received=True)
         elif isinstance(frame, Ping):
             if frame.id % 2 != self._next_ping_id % 2:
                 await self.send(frame)  # the peer's ping: echo it

@@ -5,7 +5,7 @@ hollow nodes (kubemark) reporting pods running.
 A module sets ``CONTROLLERS = "replicaset,deployment"`` (the `--controllers` value) and
 ``HOLLOW_NODES = 3`` (how many hollow nodes, named ``<module>-node-<i>``), optionally
 ``CONTROLLER_MANAGER_ARGS = ("--controller-option", "key=value")`` (more controller-manager
-flags), and uses the ``cm_cluster`` fixture.
+flags) and ``UP_ARGS`` (more `k8py up` flags), and uses the ``cm_cluster`` fixture.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def cm_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     controllers = getattr(request.module, "CONTROLLERS", "*")
     hollow = getattr(request.module, "HOLLOW_NODES", 0)
     short = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    cluster = start_cluster(tmp_path_factory.mktemp(f"k8py-{short}"), extra=("--disable-controller-manager",))
+    up_args = tuple(getattr(request.module, "UP_ARGS", ()))
+    cluster = start_cluster(tmp_path_factory.mktemp(f"k8py-{short}"), extra=("--disable-controller-manager", *up_args))
     components: list[Component] = []
     try:
         cm_args = tuple(getattr(request.module, "CONTROLLER_MANAGER_ARGS", ()))

@@ -1,7 +1,8 @@
 """The horizontal pod autoscaler against a real API server, the Deployment/ReplicaSet controllers,
 the scheduler and hollow nodes, with `kubectl autoscale` and `kubectl get hpa`.
 
-k8py has no metrics server yet: the test serves the resource metrics API with a CRD
+Hollow nodes run no containers to measure: the cluster runs without its metrics server
+(``--disable-metrics-server``), the test serves the resource metrics API with a CRD
 ``pods.metrics.k8s.io`` (PodMetrics, schemaless) and writes the pods' usage itself. The
 controller just GETs ``/apis/metrics.k8s.io/v1beta1/namespaces/<ns>/pods``.
 The controller manager syncs HPAs every second and stabilizes scale-downs over 4 s.
@@ -18,6 +19,7 @@ from tests.controllers.conftest import ControllerCluster
 
 CONTROLLERS = "replicaset,deployment,horizontalpodautoscaling"
 HOLLOW_NODES = 2
+UP_ARGS = ("--disable-metrics-server",)
 CONTROLLER_MANAGER_ARGS = (
     "--controller-option", "horizontal-pod-autoscaler-sync-period=1",
     "--controller-option", "horizontal-pod-autoscaler-downscale-stabilization=4",

@@ -39,6 +39,7 @@ from k8py.kubelet.runtime.interface import (
     ContainerConfig,
     ContainerState,
     CRIError,
+    ExecSession,
     LinuxResources,
     Mount,
     NotFound,
@@ -157,7 +158,7 @@ def test_cni_config(tmp_path: Path) -> None:
     assert path.name == "10-k8py.conflist"
     conf = json.loads(path.read_text())
     bridge, portmap = conf["plugins"]
-    assert (bridge["type"], bridge["bridge"], bridge["isGateway"], bridge["ipMasq"]) == ("bridge", "k8pyx0", True, True)
+    assert (bridge["type"], bridge["bridge"], bridge["isGateway"], bridge["ipMasq"]) == ("bridge", "k8pyx0", True, False)
     assert bridge["ipam"]["type"] == "host-local"
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.7.0/24"}]]
     assert bridge["ipam"]["dataDir"] == str(tmp_path / "ipam")
@@ -468,12 +469,140 @@ async def test_container_stats(node: Node, web: Pod) -> None:
     assert s.cpu_usage_core_nanoseconds > 0 and s.memory_working_set_bytes > 0 and s.timestamp > 0
 
 
+async def finish(session: ExecSession, stdin: bytes | None = None, timeout: float = 20.0) -> tuple[bytes, bytes, int]:
+    """Feed ``stdin`` (then EOF), read stdout and stderr to their ends, and return them with the exit code."""
+
+    async def run() -> tuple[bytes, bytes, int]:
+        if stdin is not None:
+            assert session.stdin is not None
+            session.stdin.write(stdin)
+            await session.stdin.drain()
+            session.stdin.write_eof()
+        out, err = await asyncio.gather(
+            session.stdout.read(), session.stderr.read() if session.stderr is not None else asyncio.sleep(0, b"")
+        )
+        return out, err, await session.wait()
+
+    try:
+        return await asyncio.wait_for(run(), timeout)
+    finally:
+        await session.close()
+
+
 @needs_containerd
-async def test_exec_and_attach_not_supported_yet(node: Node, web: Pod) -> None:
-    with pytest.raises(CRIError, match="not yet supported"):
-        await node.runtime.exec(web.web_id, ["sh"], stdin=True, tty=False)
-    with pytest.raises(CRIError, match="not yet supported"):
-        await node.runtime.attach(web.web_id, stdin=False, tty=False)
+async def test_exec_exit_code_stdout_stderr(node: Node, web: Pod) -> None:
+    session = await node.timed("Exec + connect", node.runtime.exec(
+        web.web_id, ["sh", "-c", "echo $GREETING; echo oops >&2; exit 3"], stdin=False, tty=False
+    ))
+    assert session.stdin is None and session.stderr is not None
+    assert await finish(session) == (b"hi\n", b"oops\n", 3)
+    session = await node.runtime.exec(web.web_id, ["hostname"], stdin=False, tty=False)
+    assert await finish(session) == (b"web\n", b"", 0)
+    # Much more output than the streams buffer: flow control end to end, nothing lost.
+    session = await node.runtime.exec(web.web_id, ["head", "-c", "3000000", "/dev/zero"], stdin=False, tty=False)
+    out, err, code = await finish(session)
+    assert (len(out), out.count(0), err, code) == (3_000_000, 3_000_000, b"", 0)
+
+
+@needs_containerd
+async def test_exec_failures(node: Node, web: Pod) -> None:
+    with pytest.raises(NotFound):
+        await node.runtime.exec("0" * 64, ["true"], stdin=False, tty=False)
+    session = await node.runtime.exec(web.web_id, ["no-such-command"], stdin=False, tty=False)
+    with pytest.raises(CRIError, match="no-such-command"):
+        await finish(session)
+
+
+@needs_containerd
+async def test_exec_stdin(node: Node, web: Pod) -> None:
+    session = await node.runtime.exec(web.web_id, ["cat"], stdin=True, tty=False)
+    assert await finish(session, b"hi\n") == (b"hi\n", b"", 0)
+    big = b"".join(b"line %d\n" % i for i in range(100_000))  # ~1 MB: many DATA frames
+    session = await node.runtime.exec(web.web_id, ["sh", "-c", "wc -l; exit 4"], stdin=True, tty=False)
+    assert await finish(session, big) == (b"100000\n", b"", 4)
+
+
+@needs_containerd
+async def test_exec_tty_and_resize(node: Node, web: Pod) -> None:
+    # busybox's stty prints an error (and exits 0) while the terminal is 0x0, until our resize arrives
+    wait_size = "i=0; until stty size 2>&1 | grep -q '^[1-9]' || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; stty size"
+    session = await node.runtime.exec(web.web_id, ["sh", "-c", f"{wait_size}; echo term=$TERM"], stdin=True, tty=True)
+    assert session.stderr is None  # merged by the terminal
+    await session.resize(123, 45)
+    out, _, code = await finish(session)
+    assert code == 0 and out.replace(b"\r\n", b"\n") == b"45 123\nterm=xterm\n", out
+    # Input goes through the terminal, whose line discipline echoes it. (Its end would not be
+    # the command's: containerd then closes a TTY exec's output, so a terminal's input never ends.)
+    session = await node.runtime.exec(web.web_id, ["sh", "-c", "read line; echo got $line; exit 6"], stdin=True, tty=True)
+    assert session.stdin is not None
+    session.stdin.write(b"typed\n")
+    await session.stdin.drain()
+    out, _, code = await finish(session)
+    assert (out, code) == (b"typed\r\ngot typed\r\n", 6)
+
+
+@needs_containerd
+async def test_exec_close_ends_the_session(node: Node, web: Pod) -> None:
+    session = await node.runtime.exec(web.web_id, ["sleep", "300"], stdin=True, tty=False)
+    await asyncio.wait_for(session.close(), 5)
+    assert await asyncio.wait_for(session.stdout.read(), 5) == b""
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(session.wait(), 5)
+
+
+@needs_containerd
+async def test_attach(node: Node, web: Pod) -> None:
+    """A container created with stdin: attach reaches its stdin and follows its output."""
+    config = ContainerConfig(
+        name="reader", image="busybox:latest", command=["sh", "-c", "echo started; exec cat"],
+        stdin=True, log_path="reader/0.log",
+    )
+    cid = await node.runtime.create_container(web.sandbox_id, config, web.config)
+    await node.runtime.start_container(cid)
+    log = node.data_dir / "pods" / "web" / "reader" / "0.log"
+
+    async def started() -> bool:
+        return log.exists() and b"started" in log.read_bytes()
+
+    await wait_until(started, 10, "the container to start")
+
+    session = await node.timed("Attach + connect", node.runtime.attach(cid, stdin=True, tty=False))
+    assert session.stdin is not None and session.stderr is not None
+    session.stdin.write(b"echo me\n")
+    await session.stdin.drain()
+    assert await asyncio.wait_for(session.stdout.readline(), 10) == b"echo me\n"
+    # Without stdin_once, the end of our stdin detaches at once (output included); the container
+    # keeps running.
+    assert await finish(session, b"") == (b"", b"", 0)
+    assert (await node.runtime.container_status(cid)).state == ContainerState.RUNNING
+    assert log.read_bytes().count(b"stdout F ") == 2  # what cat echoed is logged as well
+
+    # Output only: the session lasts as long as the container.
+    session = await node.runtime.attach(cid, stdin=False, tty=False)
+    assert session.stdin is None
+    await node.runtime.stop_container(cid, 0)
+    assert await finish(session) == (b"", b"", 0)
+    with pytest.raises(CRIError, match="not running|EXITED|state"):
+        await node.runtime.attach(cid, stdin=False, tty=False)
+
+
+@needs_containerd
+async def test_attach_stdin_once(node: Node, web: Pod) -> None:
+    """stdin_once: the end of the attached stdin closes the container's stdin, so `cat` exits."""
+    config = ContainerConfig(
+        name="once", image="busybox:latest", command=["cat"], stdin=True, stdin_once=True, log_path="once/0.log"
+    )
+    cid = await node.runtime.create_container(web.sandbox_id, config, web.config)
+    await node.runtime.start_container(cid)
+    session = await node.runtime.attach(cid, stdin=True, tty=False)
+    out, err, code = await finish(session, b"bye\n")
+    assert (out, err, code) == (b"bye\n", b"", 0)
+
+    async def exited() -> bool:
+        return (await node.runtime.container_status(cid)).state == ContainerState.EXITED
+
+    await wait_until(exited, 10, "cat to exit")
+    assert (await node.runtime.container_status(cid)).exit_code == 0
 
 
 @needs_containerd

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
+import re
+import signal
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +20,7 @@ import pytest
 from k8py.kubelet.app import killall
 from k8py.kubelet.runtime.cri.containerd import Containerd
 from k8py.kubelet.runtime.cri.imagebuild import build_busybox_image
-from tests.conftest import Cluster, start_cluster, wait_for
+from tests.conftest import KUBECTL, Cluster, free_port, start_cluster, wait_for
 
 pytestmark = pytest.mark.skipif(
     not Containerd.available(), reason="needs root and containerd, runc and the CNI plugins (scripts/install-node-deps.sh)"
@@ -128,7 +132,8 @@ def test_configmap_and_secret_volumes_and_env(cri: Cluster) -> None:
 def test_liveness_probe_failure_restarts_container(cri: Cluster) -> None:
     _apply(cri, _pod("unhealthy", [{
         "name": "main",
-        "command": ["sh", "-c", "echo run; touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 600"],
+        "command": ["sh", "-c", "echo run $(cat /proc/sys/kernel/random/uuid); touch /tmp/healthy; sleep 2; "
+                    "rm /tmp/healthy; exec sleep 600"],
         "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 1},
     }]))
     wait_for(lambda: (_status(cri, "unhealthy").get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1,
@@ -165,6 +170,126 @@ def test_job_pod_completes(cri: Cluster) -> None:
     assert pod["status"]["phase"] == "Succeeded"
 
 
+def _popen_kubectl(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HOME": str(cluster.data_dir)}
+    return subprocess.Popen([KUBECTL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """Interrupt a long-running kubectl; its stderr."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def _running(cluster: Cluster, name: str) -> bool:
+    statuses = _status(cluster, name).get("containerStatuses") or []
+    return bool(statuses) and all("running" in cs["state"] for cs in statuses)
+
+
+def _ticker(cluster: Cluster) -> None:
+    """A pod that writes a numbered line every 0.2 s."""
+    script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
+    _apply(cluster, _pod("ticker", [{"name": "main", "command": ["sh", "-c", script]}]))
+    wait_for(lambda: _running(cluster, "ticker"), timeout=30, what="pod ticker running")
+
+
+def test_kubectl_exec(cri: Cluster) -> None:
+    _apply(cri, _pod("shell", [{"name": "main", "command": ["sleep", "600"]}]))
+    wait_for(lambda: _running(cri, "shell"), timeout=30, what="pod shell running")
+    res = cri.kubectl("exec", "shell", "--", "sh", "-c", "exit 3", check=False)
+    assert res.returncode == 3 and "command terminated with exit code 3" in res.stderr, res.stderr
+    res = cri.kubectl("exec", "shell", "--", "sh", "-c", "echo out; echo err >&2")
+    assert (res.stdout, res.stderr) == ("out\n", "err\n")
+    assert cri.kubectl("exec", "-i", "shell", "--", "cat", input="hi\n").stdout == "hi\n"
+    assert cri.kubectl("exec", "shell", "--", "hostname").stdout == "shell\n"
+    res = cri.kubectl("exec", "shell", "--", "no-such-command", check=False)
+    assert res.returncode != 0 and "no-such-command" in res.stderr, res.stderr
+
+
+def test_kubectl_exec_tty_and_resize(cri: Cluster) -> None:
+    """kubectl exec -it on a terminal (script(1) makes one): kubectl's size reaches the container's TTY."""
+    _apply(cri, _pod("shell", [{"name": "main", "command": ["sleep", "600"]}]))
+    wait_for(lambda: _running(cri, "shell"), timeout=30, what="pod shell running")
+    # busybox's stty prints an error (and exits 0) while the terminal is 0x0, until the size arrives
+    wait_size = 'i=0; until stty size 2>&1 | grep -q "^[1-9]" || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; stty size'
+    inner = f"stty cols 123 rows 45; {KUBECTL} exec -it shell -- sh -c '{wait_size}; exit 5'"
+    env = {**os.environ, "KUBECONFIG": str(cri.kubeconfig), "HOME": str(cri.data_dir)}
+    res = subprocess.run(["script", "-qec", inner, "/dev/null"], capture_output=True, text=True, env=env, timeout=30)
+    assert res.returncode == 5, res.stdout + res.stderr
+    assert "45 123" in res.stdout, res.stdout
+
+
+def test_kubectl_attach(cri: Cluster) -> None:
+    """attach -i to a container with stdin: kubectl's input reaches `cat`; stdinOnce ends it with the input."""
+    _apply(cri, _pod("reader", [{"name": "main", "command": ["cat"], "stdin": True, "stdinOnce": True}],
+                     restartPolicy="Never"))
+    wait_for(lambda: _running(cri, "reader"), timeout=30, what="pod reader running")
+    res = cri.kubectl("attach", "-i", "reader", input="hello through attach\n")
+    assert "hello through attach" in res.stdout, res.stdout + res.stderr
+    wait_for(lambda: _status(cri, "reader").get("phase") == "Succeeded", timeout=30, what="cat to exit")
+    # Output only: attach follows what the container writes from now on.
+    _ticker(cri)
+    proc = _popen_kubectl(cri, "attach", "ticker")
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert first.startswith("tick ") and int(second.split()[1]) == int(first.split()[1]) + 1, (first, second)
+    finally:
+        _stop(proc)
+
+
+def test_kubectl_port_forward_to_httpd(cri: Cluster) -> None:
+    cri.kubectl("rollout", "status", "deployment/httpd", "--timeout=60s", timeout=70)
+    pod = cri.kubectl_json("get", "pods", "-l", "app=httpd")["items"][0]["metadata"]["name"]
+    local = free_port()
+    proc = _popen_kubectl(cri, "port-forward", f"pod/{pod}", f"{local}:8080")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"Forwarding from 127.0.0.1:{local} -> 8080"), line
+        for _ in range(3):  # a connection each: a new pair of streams each
+            body = urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=10).read().decode()
+            assert body == f"hello from {pod}\n"
+        assert proc.poll() is None
+    finally:
+        err = _stop(proc)
+    assert "error" not in err.lower(), err
+
+
+def test_kubectl_logs_follow_and_previous(cri: Cluster) -> None:
+    """On the liveness-restarted pod: each run logs its own id; --previous shows the run before."""
+    run = re.compile(r"^run [0-9a-f-]{36}\n$")
+
+    def previous_and_current() -> tuple[str, str] | None:
+        cs = (_status(cri, "unhealthy").get("containerStatuses") or [{}])[0]
+        if cs.get("restartCount", 0) < 1:
+            return None
+        # Previous first: a restart in between only makes the current run newer still.
+        previous = cri.kubectl("logs", "unhealthy", "--previous").stdout
+        current = cri.kubectl("logs", "unhealthy").stdout
+        return (previous, current) if previous != current else None
+
+    previous, current = wait_for(previous_and_current, timeout=60, what="a restarted container's logs")
+    assert run.match(previous) and run.match(current), (previous, current)
+    res = cri.kubectl("logs", "unhealthy", "--timestamps", "--tail=1")
+    assert re.match(r"^\d{4}-\d\d-\d\dT[\d:.]+Z run ", res.stdout), res.stdout
+    # -f streams what the container writes while it runs.
+    _ticker(cri)
+    proc = _popen_kubectl(cri, "logs", "-f", "--tail=1", "ticker")
+    try:
+        assert proc.stdout is not None
+        ticks = [int(proc.stdout.readline().split()[1]) for _ in range(4)]
+        assert ticks == list(range(ticks[0], ticks[0] + 4)), ticks
+    finally:
+        _stop(proc)
+
+
 def test_static_pod_on_the_process_runtime(cri: Cluster) -> None:
     """Control-plane style: a static pod with no image, run as a host process via RuntimeClass `process`."""
     manifest = cri.data_dir / "manifests" / "hostproc.yaml"
@@ -186,3 +311,22 @@ def test_static_pod_on_the_process_runtime(cri: Cluster) -> None:
         manifest.unlink()
     wait_for(lambda: cri.kubectl("get", "pod", name, "-n", "kube-system", check=False).returncode != 0,
              timeout=30, what="mirror pod deleted")
+
+
+def test_restarted_node_adopts_its_containers(cri: Cluster) -> None:
+    """`k8py up` stopped and started again: running pods keep their containers (k3s' behaviour).
+    Runs last in this module: it restarts the module's cluster."""
+    before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]
+              for p in cri.kubectl_json("get", "pods", "-l", "app=httpd")["items"]}
+    cri.stop()
+    again = start_cluster(cri.data_dir, port=cri.port, kubelet=True, extra=("--runtime", "cri"))
+    try:
+        wait_for(lambda: _node_ready(again), timeout=60, what="node Ready again")
+        again.kubectl("rollout", "status", "deployment/httpd", "--timeout=30s", timeout=40)
+        after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]
+                 for p in again.kubectl_json("get", "pods", "-l", "app=httpd")["items"]}
+        assert after.keys() == before.keys()
+        for name, cs in after.items():
+            assert cs["containerID"] == before[name]["containerID"] and cs["restartCount"] == before[name]["restartCount"]
+    finally:
+        again.stop()

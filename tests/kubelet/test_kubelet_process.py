@@ -260,3 +260,31 @@ def test_kubelet_restart_adopts_running_containers(node: Node) -> None:
     after = node.container_state("adopted")
     assert after["containerID"] == before["containerID"] and after["restartCount"] == 0
     assert node.process_pid("kept") == pid
+
+
+def test_memory_pressure_evicts_a_pod(node: Node, tmp_path: Path) -> None:
+    """A node whose threshold is always crossed reports MemoryPressure and evicts its pods."""
+    name = "pressured-node"
+    k = run_component(
+        node.cluster, "kubelet-pressure", "kubelet", "--runtime", "process", "--node-name", name,
+        "--root-dir", str(tmp_path / "root"), "--port", "0",
+        "--eviction-hard", "memory.available<100000Gi", "--eviction-interval", "0.5",
+    )
+    try:
+        wait_for(lambda: "registered" in k.log() or k.proc.poll() is not None, timeout=30, what="kubelet")
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evictee", "namespace": "default"},
+               "spec": {"nodeName": name, "containers": [_sh("exec sleep 600")]}}
+        node.cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        wait_for(lambda: node.status("evictee").get("phase") == "Failed", timeout=20, what="evicted")
+        st = node.status("evictee")
+        assert st["reason"] == "Evicted" and st["message"].startswith("The node was low on resource: memory.")
+        assert {"type": "DisruptionTarget", "status": "True"}.items() <= next(
+            c for c in st["conditions"] if c["type"] == "DisruptionTarget").items()
+        conds = {c["type"]: c for c in node.cluster.kubectl_json("get", "node", name)["status"]["conditions"]}
+        assert conds["MemoryPressure"]["status"] == "True"
+        assert conds["MemoryPressure"]["reason"] == "KubeletHasInsufficientMemory"
+        events = node.cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=evictee").stdout
+        assert "Evicted" in events
+    finally:
+        k.stop()
+        asyncio.run(killall(tmp_path / "root"))

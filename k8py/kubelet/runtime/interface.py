@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -177,6 +177,11 @@ class ContainerStats:
     memory_working_set_bytes: int = 0
 
 
+def has_labels(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
+    """CRI's label_selector filter: every selector pair is among ``labels``."""
+    return not selector or all(labels.get(k) == v for k, v in selector.items())
+
+
 class CRIError(Exception):
     """A runtime call failed; ``reason`` is the kubelet's reason to report (e.g. ErrImagePull)."""
 
@@ -235,7 +240,9 @@ class RuntimeService(Protocol):
     async def stop_pod_sandbox(self, sandbox_id: str) -> None: ...
     async def remove_pod_sandbox(self, sandbox_id: str) -> None: ...
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus: ...
-    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]: ...
+    async def list_pod_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[PodSandboxStatus]:
+        """Every sandbox (carrying all of ``labels``, when given)."""
+        ...
 
     async def create_container(
         self, sandbox_id: str, config: ContainerConfig, sandbox_config: PodSandboxConfig
@@ -247,8 +254,10 @@ class RuntimeService(Protocol):
 
     async def remove_container(self, container_id: str) -> None: ...
     async def container_status(self, container_id: str) -> ContainerStatus: ...
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        """Every container (of one sandbox): at least id, sandbox, name, state, created_at, labels and
+    async def list_containers(
+        self, sandbox_id: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerStatus]:
+        """Every container (of one sandbox, carrying all of ``labels``): at least id, sandbox, name, state, created_at, labels and
         annotations; exit code, times and reason may be missing (``container_status`` has them)."""
         ...
 

@@ -33,6 +33,7 @@ import struct
 import termios
 import time
 import uuid
+from collections.abc import Mapping
 from fcntl import ioctl
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from k8py.kubelet.runtime.interface import (
     PodSandboxStatus,
     PortMapping,
     SandboxState,
+    has_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,23 @@ def _dump(obj: _Sandbox | _Container) -> bytes:
     return orjson.dumps(dataclasses.asdict(obj), default=lambda b: b.decode("latin-1"))
 
 
-class ProcessRuntime:
+class NoImages:
+    """The ImageService of runtimes without images: any name "is present"."""
+
+    async def pull_image(self, image: str) -> str:
+        return image
+
+    async def image_status(self, image: str) -> Image | None:
+        return Image(id=image, repo_tags=[image])
+
+    async def list_images(self) -> list[Image]:
+        return []
+
+    async def remove_image(self, image: str) -> None:
+        return None
+
+
+class ProcessRuntime(NoImages):
     """See the module docstring. ``host_ip`` is what sandboxes report as their IP."""
 
     name = "process"
@@ -239,8 +257,8 @@ class ProcessRuntime:
             raise NotFound(f"pod sandbox {sandbox_id} not found")
         return self._sandbox_status(sb)
 
-    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
-        return [self._sandbox_status(sb) for sb in self._sandboxes.values()]
+    async def list_pod_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[PodSandboxStatus]:
+        return [self._sandbox_status(sb) for sb in self._sandboxes.values() if has_labels(sb.config.labels, labels)]
 
     def _sandbox_status(self, sb: _Sandbox) -> PodSandboxStatus:
         c = sb.config
@@ -369,9 +387,13 @@ class ProcessRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         return self._container(container_id).status()
 
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+    async def list_containers(
+        self, sandbox_id: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerStatus]:
         return [
-            c.status() for c in self._containers.values() if sandbox_id is None or c.sandbox_id == sandbox_id
+            c.status()
+            for c in self._containers.values()
+            if (sandbox_id is None or c.sandbox_id == sandbox_id) and has_labels(c.config.labels, labels)
         ]
 
     def _container(self, container_id: str) -> _Container:
@@ -518,20 +540,6 @@ class ProcessRuntime:
                 )
             )
         return stats
-
-    # -- images: there are none; any name "is present" --------------------------------------
-
-    async def pull_image(self, image: str) -> str:
-        return image
-
-    async def image_status(self, image: str) -> Image | None:
-        return Image(id=image, repo_tags=[image])
-
-    async def list_images(self) -> list[Image]:
-        return []
-
-    async def remove_image(self, image: str) -> None:
-        return None
 
     # -- state and logs ---
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import uuid
+from collections.abc import Mapping
 
 from k8py import __version__
 from k8py.kubelet.runtime.interface import (
@@ -22,13 +23,13 @@ from k8py.kubelet.runtime.interface import (
     ContainerStatus,
     CRIError,
     ExecSession,
-    Image,
     NotFound,
     PodSandboxConfig,
     PodSandboxStatus,
     SandboxState,
+    has_labels,
 )
-from k8py.kubelet.runtime.process import now_ns
+from k8py.kubelet.runtime.process import NoImages, now_ns
 
 JOB_LABEL = "batch.kubernetes.io/job-name"
 EXIT_CODE_ENV = "K8PY_SIMULATED_EXIT_CODE"
@@ -36,7 +37,7 @@ RUN_SECONDS_ENV = "K8PY_SIMULATED_RUN_SECONDS"
 MEMORY = 4 * 1024 * 1024  # reported working set of a simulated container
 
 
-class SimulatedRuntime:
+class SimulatedRuntime(NoImages):
     name = "simulated"
 
     def __init__(self, *, job_seconds: float = 5.0) -> None:
@@ -105,8 +106,8 @@ class SimulatedRuntime:
             raise NotFound(f"pod sandbox {sandbox_id} not found")
         return entry[0]
 
-    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
-        return [status for status, _ in self._sandboxes.values()]
+    async def list_pod_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[PodSandboxStatus]:
+        return [status for status, _ in self._sandboxes.values() if has_labels(status.labels, labels)]
 
     async def create_container(
         self, sandbox_id: str, config: ContainerConfig, sandbox_config: PodSandboxConfig
@@ -167,8 +168,13 @@ class SimulatedRuntime:
             raise NotFound(f"container {container_id} not found")
         return c
 
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
-        return [c for c in self._containers.values() if sandbox_id is None or c.sandbox_id == sandbox_id]
+    async def list_containers(
+        self, sandbox_id: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerStatus]:
+        return [
+            c for c in self._containers.values()
+            if (sandbox_id is None or c.sandbox_id == sandbox_id) and has_labels(c.labels, labels)
+        ]
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> tuple[bytes, bytes, int]:
         raise CRIError("simulated containers run no processes: exec is not possible")
@@ -192,15 +198,3 @@ class SimulatedRuntime:
             for c in self._containers.values()
             if c.state == ContainerState.RUNNING
         ]
-
-    async def pull_image(self, image: str) -> str:
-        return image
-
-    async def image_status(self, image: str) -> Image | None:
-        return Image(id=image, repo_tags=[image])
-
-    async def list_images(self) -> list[Image]:
-        return []
-
-    async def remove_image(self, image: str) -> None:
-        return None

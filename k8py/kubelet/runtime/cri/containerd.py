@@ -61,7 +61,9 @@ def write_cni_config(
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": True,
-                "ipMasq": True,
+                # No masquerading here: traffic leaving the cluster is the network agent's to SNAT
+                # (or to refuse); per-pod iptables rules would also serialize pod start-up.
+                "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",

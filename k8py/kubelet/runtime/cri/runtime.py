@@ -11,7 +11,8 @@ which speaks SPDY/WebSocket itself. k8py's kubelet wants byte streams instead, s
 - ``port_forward`` does not use the URL: it connects to the port from inside the sandbox's network
   namespace (its path from the verbose PodSandboxStatus), in a short-lived thread that setns()es
   into it, creates and connects the socket, and goes back. The socket stays in the pod's netns.
-- ``exec``/``attach`` need a client for containerd's streaming server; not supported yet.
+- ``exec``/``attach`` do use the URL: they connect to containerd's streaming server as client-go
+  does (SPDY/3.1, remotecommand protocol v4; ``remotecommand.py``) and hand its streams over.
 
 Errors: NOT_FOUND becomes ``NotFound``; every other failure ``CRIError`` with the runtime's message.
 """
@@ -25,7 +26,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -34,6 +35,7 @@ from google.protobuf.message import Message
 
 from k8py.kubelet.runtime.cri import api_pb2 as pb
 from k8py.kubelet.runtime.cri import api_pb2_grpc as pb_grpc
+from k8py.kubelet.runtime.cri import remotecommand
 from k8py.kubelet.runtime.interface import (
     ContainerConfig,
     ContainerState,
@@ -47,6 +49,7 @@ from k8py.kubelet.runtime.interface import (
     PodSandboxStatus,
     SandboxState,
 )
+from k8py.streaming.spdy import SpdyProtocolError
 
 CRI_API_VERSION = "v1"
 CLONE_NEWNET = 0x40000000
@@ -347,9 +350,10 @@ class CRIRuntime:
     async def pod_sandbox_status(self, sandbox_id: str) -> PodSandboxStatus:
         return sandbox_status_from_pb((await self._sandbox_status(sandbox_id, False)).status)
 
-    async def list_pod_sandboxes(self) -> list[PodSandboxStatus]:
+    async def list_pod_sandboxes(self, labels: Mapping[str, str] | None = None) -> list[PodSandboxStatus]:
         """All sandboxes; as with ListPodSandbox, ``ip`` is only filled by ``pod_sandbox_status``."""
-        resp = await self._call(self.rs.ListPodSandbox, pb.ListPodSandboxRequest())
+        request = pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector=dict(labels or {})))
+        resp = await self._call(self.rs.ListPodSandbox, request)
         return [sandbox_status_from_pb(s) for s in resp.items]
 
     async def sandbox_netns(self, sandbox_id: str) -> str:
@@ -399,10 +403,14 @@ class CRIRuntime:
     async def container_status(self, container_id: str) -> ContainerStatus:
         return await self._container_status(container_id)
 
-    async def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+    async def list_containers(
+        self, sandbox_id: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerStatus]:
         """ListContainers alone: states, labels and annotations, without exit codes, times or reasons
         (``container_status`` has those), so that the kubelet's relist costs one call."""
-        request = pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id or ""))
+        request = pb.ListContainersRequest(
+            filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id or "", label_selector=dict(labels or {}))
+        )
         listed = (await self._call(self.rs.ListContainers, request)).containers
         return [
             ContainerStatus(
@@ -427,12 +435,20 @@ class CRIRuntime:
         return resp.stdout, resp.stderr, resp.exit_code
 
     async def exec(self, container_id: str, cmd: list[str], *, stdin: bool, tty: bool) -> ExecSession:
-        raise CRIError("exec is not yet supported by the cri runtime (needs a client for containerd's streaming server)")
+        request = pb.ExecRequest(container_id=container_id, cmd=cmd, tty=tty, stdin=stdin, stdout=True, stderr=not tty)
+        return await self._stream((await self._call(self.rs.Exec, request)).url, stdin=stdin, tty=tty)
 
     async def attach(self, container_id: str, *, stdin: bool, tty: bool) -> ExecSession:
-        raise CRIError(
-            "attach is not yet supported by the cri runtime (needs a client for containerd's streaming server)"
-        )
+        """stdin reaches the container only if it was created with ``stdin``; ``tty`` must match its
+        config (as upstream's kubelet takes it from the container spec)."""
+        request = pb.AttachRequest(container_id=container_id, stdin=stdin, tty=tty, stdout=True, stderr=not tty)
+        return await self._stream((await self._call(self.rs.Attach, request)).url, stdin=stdin, tty=tty)
+
+    async def _stream(self, url: str, *, stdin: bool, tty: bool) -> ExecSession:
+        try:
+            return await remotecommand.connect(url, stdin=stdin, tty=tty)
+        except (ConnectionError, OSError, TimeoutError, SpdyProtocolError) as e:
+            raise CRIError(f"connecting to the runtime's streaming server: {e}") from None
 
     async def port_forward(self, sandbox_id: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         netns = await self.sandbox_netns(sandbox_id)
