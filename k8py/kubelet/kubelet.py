@@ -87,7 +87,7 @@ class KubeletConfig:
     node_labels: dict[str, str] = field(default_factory=dict)
     register_with_taints: list[Obj] = field(default_factory=list)
     reserved: dict[str, str] = field(default_factory=dict)
-    resync: float = 10.0
+    resync: float = 60.0  # seconds between a pod's periodic syncs (the kubelet's --sync-frequency, 1m)
     eviction_hard: str = DEFAULT_EVICTION_HARD
     eviction_interval: float = 10.0  # seconds between the eviction manager's looks at the signals
     tls_cert_file: str = ""  # the kubelet server's certificate (default: self-signed, in <root>/pki)
@@ -626,6 +626,10 @@ class Kubelet:
                             await manager.kill_pod(None, status, grace=0)
                             await manager.remove_pod(status)
                     self.runtime_status.pop(uid, None)
+            now = time.time()
+            for manager in self.managers.values():
+                manager.backoff.gc(now)
+                manager.image_backoff.gc(now)
             await asyncio.sleep(30.0)
 
     # -- node -----------------------------------------------------------------------------

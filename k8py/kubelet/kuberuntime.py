@@ -96,6 +96,11 @@ class Backoff:
         delay, _ = self._entries.get(key, (0.0, 0.0))
         return bool(delay) and now - event_time < delay
 
+    def is_in_backoff_since_update(self, key: str, now: float) -> bool:
+        """Within the delay of the last ``next`` (the image puller's check)."""
+        delay, last = self._entries.get(key, (0.0, 0.0))
+        return bool(delay) and now - last < delay
+
     def gc(self, now: float) -> None:
         for key, (_, last) in list(self._entries.items()):
             if now - last > 2 * self.maximum:
@@ -521,7 +526,7 @@ class RuntimeManager:
                 )
         key = f"image:{image}"
         now = time.time()
-        if self.image_backoff.is_in_backoff_since(key, now - 0.0001, now):
+        if self.image_backoff.is_in_backoff_since_update(key, now):
             raise CRIError(f'Back-off pulling image "{image}"', reason="ImagePullBackOff")
         self.event(pod, c["name"], "Normal", "Pulling", f'Pulling image "{image}"')
         try:

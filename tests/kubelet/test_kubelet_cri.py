@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +289,33 @@ def test_kubectl_logs_follow_and_previous(cri: Cluster) -> None:
         assert ticks == list(range(ticks[0], ticks[0] + 4)), ticks
     finally:
         _stop(proc)
+
+
+def test_missing_image_err_image_pull_then_back_off(cri: Cluster) -> None:
+    _apply(cri, _pod("noimage", [{"name": "main", "image": "127.0.0.1:1/k8py/none:1", "command": ["true"]}]))
+
+    def reason() -> str:
+        cs = (_status(cri, "noimage").get("containerStatuses") or [{}])[0]
+        return ((cs.get("state") or {}).get("waiting") or {}).get("reason", "")
+
+    wait_for(lambda: reason() == "ErrImagePull", timeout=30, what="ErrImagePull")
+    wait_for(lambda: reason() == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
+    events = cri.kubectl("get", "events", "--field-selector", "involvedObject.name=noimage").stdout
+    assert "Failed to pull image" in events and "Back-off pulling image" in events
+
+
+def test_image_import_and_ls_commands(cri: Cluster, tmp_path: Path) -> None:
+    tar = tmp_path / "tools.tar"
+    build_busybox_image(tar, ref="k8py.test/tools:1.0")
+    out = subprocess.run([sys.executable, "-m", "k8py.cli", "image", "import", str(tar), "--data-dir", str(cri.data_dir)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "k8py.test/tools:1.0" in out
+    listed = subprocess.run([sys.executable, "-m", "k8py.cli", "image", "ls", "--data-dir", str(cri.data_dir)],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert {"docker.io/library/busybox:latest", "k8py.test/tools:1.0", "k8py.local/pause:3.10"} <= set(listed)
+    _apply(cri, _pod("tools", [{"name": "main", "image": "k8py.test/tools:1.0", "imagePullPolicy": "Never",
+                                 "command": ["sh", "-c", "exec sleep 600"]}]))
+    wait_for(lambda: _status(cri, "tools").get("phase") == "Running", timeout=30, what="pod on the imported image")
 
 
 def test_static_pod_on_the_process_runtime(cri: Cluster) -> None:

@@ -288,3 +288,26 @@ def test_memory_pressure_evicts_a_pod(node: Node, tmp_path: Path) -> None:
     finally:
         k.stop()
         asyncio.run(killall(tmp_path / "root"))
+
+
+def test_sidecar_and_lifecycle_hooks(node: Node, tmp_path: Path) -> None:
+    """A sidecar (restartable init container) starts before the app container and keeps running;
+    postStart runs after the start, preStop before the stop."""
+    started, stopping = tmp_path / "post-start", tmp_path / "pre-stop"
+    _apply(node, "hooked", {
+        "initContainers": [_sh("exec sleep 600", "sidecar", restartPolicy="Always")],
+        "containers": [_sh("exec sleep 600", "main", lifecycle={
+            "postStart": {"exec": {"command": ["touch", str(started)]}},
+            "preStop": {"exec": {"command": ["touch", str(stopping)]}},
+        })],
+    })
+    wait_for(lambda: node.status("hooked").get("phase") == "Running" and all(
+        c.get("ready") for c in node.status("hooked").get("containerStatuses") or [{}]), timeout=15, what="running")
+    st = node.status("hooked")
+    sidecar = st["initContainerStatuses"][0]
+    assert "running" in sidecar["state"] and sidecar["started"] and sidecar["ready"]
+    assert sidecar["state"]["running"]["startedAt"] <= st["containerStatuses"][0]["state"]["running"]["startedAt"]
+    assert started.exists()
+    assert node.cluster.kubectl("get", "pod", "hooked").stdout.split("\n")[1].split()[1] == "2/2"
+    node.cluster.kubectl("delete", "pod", "hooked", "--wait=true", timeout=30)
+    assert stopping.exists()
