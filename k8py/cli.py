@@ -10,10 +10,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from k8py.apiserver.server import APIServerConfig, data_dir_default
+
+if TYPE_CHECKING:
+    from k8py.client import RESTClient
 
 
 class Progress:
@@ -56,6 +60,27 @@ def run(main: Awaitable[None]) -> None:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)
+
+
+def _serve(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    errors: tuple[type[Exception], ...] = (OSError,),
+) -> None:
+    """Run a component until SIGINT/SIGTERM; ``errors`` (a port in use, ...) end it with a clean message."""
+    try:
+        run(_run_until_signalled(start, stop))
+    except errors as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _kubeconfig_client(kubeconfig: Path | None, component: str, **options: Any) -> RESTClient:
+    from k8py.client import ConfigError, RESTClient
+
+    try:
+        return RESTClient.from_kubeconfig(kubeconfig, component=component, **options)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -129,10 +154,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
         await cluster.stop()
         progress.step("stopped")
 
-    try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(start, stop)
 
 
 @main.command()
@@ -165,10 +187,7 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
         if holder:
             await holder[0].stop()
 
-    try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(start, stop)
 
 
 @main.command()
@@ -211,10 +230,7 @@ def scheduler(kubeconfig: Path | None, config_file: Path | None, bind_address: s
         await client.close()
         progress.step("stopped")
 
-    try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(start, stop)
 
 
 def _key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
@@ -290,10 +306,55 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
         await client.close()
         progress.step("stopped")
 
+    _serve(start, stop)
+
+
+@main.command("dns")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--bind-address", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=53, show_default=True, help="UDP and TCP port.")
+@click.option("--upstream", "upstreams", multiple=True, metavar="IP[:PORT]",
+              help="Resolver for names outside the cluster (repeatable; default: the nameservers of /etc/resolv.conf).")
+@click.option("--pods", type=click.Choice(["insecure", "verified", "disabled"]), default="insecure", show_default=True,
+              help="<a-b-c-d>.<ns>.pod records: for any address, only pods' addresses (watches Pods), or none.")
+@click.option("--ttl", type=int, default=5, show_default=True, help="TTL of the cluster zone's records.")
+@click.option("--cache-max-ttl", type=int, default=30, show_default=True, help="Longest time a forwarded answer is cached.")
+@click.option("-v", "--verbose", is_flag=True)
+def dns_server(kubeconfig: Path | None, cluster_domain: str, bind_address: str, port: int, upstreams: tuple[str, ...],
+               pods: str, ttl: int, cache_max_ttl: int, verbose: bool) -> None:
+    """Run the cluster DNS server (CoreDNS's role)."""
+    from typing import cast
+
+    from k8py.client import ConfigError, RESTClient
+    from k8py.dns import DNSServer, parse_upstream
+    from k8py.dns.records import PodMode
+
+    _setup_logging(verbose)
+    progress = Progress()
     try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
+        upstream_list = [parse_upstream(u) for u in upstreams] or None
+        client = RESTClient.from_kubeconfig(kubeconfig, component="k8py-dns")
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--upstream") from None
+    except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    server = DNSServer(client, cluster_domain=cluster_domain, bind_address=bind_address, port=port,
+                       upstreams=upstream_list, pods=cast("PodMode", pods), ttl=ttl, cache_max_ttl=cache_max_ttl)
+
+    async def start() -> None:
+        await server.start()
+        upstream_text = ", ".join(map(str, server.forwarder.upstreams)) or "none"
+        progress.step(f"cluster DNS for {cluster_domain} serving on {bind_address}:{server.port} "
+                      f"(udp, tcp; upstreams {upstream_text})")
+
+    async def stop() -> None:
+        await server.stop()
+        await client.close()
+        progress.step("stopped")
+
+    _serve(start, stop)
 
 
 @main.command("hollow-nodes")
@@ -308,15 +369,11 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
 def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, memory: str, pods: str,
                  labels: tuple[str, ...], verbose: bool) -> None:
     """Run hollow nodes (kubemark): Nodes whose pods are reported running, nothing run."""
-    from k8py.client import ConfigError, RESTClient
     from k8py.kubemark.hollow import HollowNodes
 
     _setup_logging(verbose)
     progress = Progress()
-    try:
-        client = RESTClient.from_kubeconfig(kubeconfig, component="kubemark")
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    client = _kubeconfig_client(kubeconfig, component="kubemark")
     label_map = dict(item.split("=", 1) for item in labels)
     nodes = HollowNodes(client, [f"{prefix}{i}" for i in range(count)], cpu=cpu, memory=memory, pods=pods,
                         labels=label_map)
@@ -329,10 +386,7 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
         await nodes.stop()
         await client.close()
 
-    try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(start, stop)
 
 
 @main.command()
@@ -366,7 +420,6 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
     """Run the node agent: register the Node and run the pods bound to it."""
     import socket
 
-    from k8py.client import ConfigError, RESTClient
     from k8py.kubelet.app import KubeletApp, choose_runtime
     from k8py.kubelet.eviction import parse_thresholds
     from k8py.kubelet.kubelet import KubeletConfig
@@ -374,10 +427,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
 
     _setup_logging(verbose)
     progress = Progress()
-    try:
-        client = RESTClient.from_kubeconfig(kubeconfig, component="kubelet")
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    client = _kubeconfig_client(kubeconfig, component="kubelet")
     chosen, why = choose_runtime(runtime)
     progress.step(f"runtime: {chosen} ({why})")
     config = KubeletConfig(
@@ -404,10 +454,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         await app.stop()
         await client.close()
 
-    try:
-        run(_run_until_signalled(app.start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(app.start, stop)
 
 
 def _kubelet_root(data_dir: Path | None, root_dir: Path | None) -> Path:
@@ -498,17 +545,13 @@ def simulated_nodes(kubeconfig: Path | None, count: int, prefix: str, root_dir: 
     """Run N kubelets with the simulated runtime in one process (like kwok): pods live, nothing runs."""
     import tempfile
 
-    from k8py.client import ConfigError, RESTClient
     from k8py.kubelet.kubelet import Kubelet, KubeletConfig
     from k8py.kubelet.runtime.simulated import SimulatedRuntime
 
     _setup_logging(verbose)
     progress = Progress()
-    try:
-        # one watch per node stays open: room for them and for the requests
-        client = RESTClient.from_kubeconfig(kubeconfig, component="kubelet", max_connections=count + 256)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    # one watch per node stays open: room for them and for the requests
+    client = _kubeconfig_client(kubeconfig, component="kubelet", max_connections=count + 256)
     root = (root_dir or Path(tempfile.mkdtemp(prefix="k8py-sim-"))).absolute()
     width = max(3, len(str(count - 1)))
     kubelets = [
@@ -528,10 +571,118 @@ def simulated_nodes(kubeconfig: Path | None, count: int, prefix: str, root_dir: 
         await asyncio.gather(*(k.stop() for k in kubelets))
         await client.close()
 
-    try:
-        run(_run_until_signalled(start, stop))
-    except OSError as e:
-        raise click.ClickException(str(e)) from None
+    _serve(start, stop)
+
+
+@main.command("network-agent")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--node-name", default=None, help="This node's name (default: the host name).")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The pod network.")
+@click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True)
+@click.option("--resync-period", type=float, default=30.0, show_default=True,
+              help="Seconds between full reconciliations of the routes and the NAT table.")
+@click.option("-v", "--verbose", is_flag=True)
+def network_agent(kubeconfig: Path | None, node_name: str | None, cluster_cidr: str, service_cidr: str,
+                  resync_period: float, verbose: bool) -> None:
+    """Run the pod network agent: host-gw routes to the other nodes' podCIDRs, SNAT out of the cluster."""
+    import ipaddress
+    import socket
+
+    from k8py.network.agent import NetworkAgent
+
+    _setup_logging(verbose)
+    progress = Progress()
+    for value, hint in ((cluster_cidr, "--cluster-cidr"), (service_cidr, "--service-cluster-ip-range")):
+        try:
+            ipaddress.IPv4Network(value, strict=False)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=hint) from None
+    client = _kubeconfig_client(kubeconfig, component="network-agent")
+    agent = NetworkAgent(client, (node_name or socket.gethostname()).lower(), cluster_cidr=cluster_cidr,
+                         service_cidr=service_cidr, resync_period=resync_period)
+
+    async def start() -> None:
+        await agent.start()
+        progress.step(f"network agent started for node {agent.node_name} (cluster {cluster_cidr}, "
+                      f"services {service_cidr})")
+
+    async def stop() -> None:
+        await agent.stop()
+        await client.close()
+        progress.step("stopped (routes and NAT rules left in place)")
+
+    _serve(start, stop, (OSError, RuntimeError))
+
+
+@main.command()
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kubeconfig to reach the API server (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--hostname-override", default=None, help="The Node's name (default: the host name).")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True,
+              help="The pod network: traffic from outside it to a ClusterIP is masqueraded ('' : none).")
+@click.option("--nodeport-addresses", default="",
+              help="Comma-separated CIDRs of the local addresses NodePorts answer on (default: the node's IPs; "
+                   "0.0.0.0/0: every local address).")
+@click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True,
+              help="Traffic to an unallocated ClusterIP in this range is dropped ('' : no such rule).")
+@click.option("--masquerade-all", is_flag=True, help="Masquerade all traffic to ClusterIPs.")
+@click.option("--min-sync-period", type=float, default=0.1, show_default=True,
+              help="Seconds between two syncs at least (after a burst of 2); upstream's default is 1 s.")
+@click.option("--sync-period", type=float, default=30.0, show_default=True,
+              help="Seconds between two syncs at most.")
+@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True,
+              help="host:port of /metrics and /healthz ('' : not served; port 0: any free port).")
+@click.option("--netns", default=None, hidden=True,
+              help="Program the named network namespace (nft through `ip netns exec NETNS`); for tests.")
+@click.option("--cleanup", is_flag=True, help="Delete the kube-proxy nftables table and exit.")
+@click.option("-v", "--verbose", is_flag=True)
+def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: str, nodeport_addresses: str,
+          service_cidr: str, masquerade_all: bool, min_sync_period: float, sync_period: float,
+          metrics_bind_address: str, netns: str | None, cleanup: bool, verbose: bool) -> None:
+    """Run kube-proxy (nftables mode): Services and EndpointSlices -> the node's packet filter."""
+    import socket
+
+    from k8py.proxy import ProxierConfig, ProxyServer, cleanup_leftovers
+
+    _setup_logging(verbose)
+    progress = Progress()
+    prefix = ("ip", "netns", "exec", netns) if netns else ()
+    if cleanup:
+        if not asyncio.run(cleanup_leftovers(command_prefix=prefix)):
+            raise click.ClickException("cleanup failed")
+        progress.step("kube-proxy table deleted")
+        return
+    client = _kubeconfig_client(kubeconfig, component="kube-proxy")
+    config = ProxierConfig(
+        hostname=(hostname_override or socket.gethostname()).lower(),
+        cluster_cidr=cluster_cidr or None,
+        nodeport_addresses=[c.strip() for c in nodeport_addresses.split(",") if c.strip()],
+        service_cidrs=[service_cidr] if service_cidr else [],
+        masquerade_all=masquerade_all,
+        min_sync_period=min_sync_period,
+        sync_period=sync_period,
+    )
+    metrics_address = None
+    if metrics_bind_address:
+        host, _, port = metrics_bind_address.rpartition(":")
+        if not port.isdigit():
+            raise click.BadParameter(f"{metrics_bind_address!r} is not host:port", param_hint="--metrics-bind-address")
+        metrics_address = (host.strip("[]") or "0.0.0.0", int(port))
+    server = ProxyServer(client, config, command_prefix=prefix, metrics_address=metrics_address)
+
+    async def start() -> None:
+        await server.start()
+        served = f"; /metrics on port {server.metrics_port}" if server.metrics_port else ""
+        progress.step(f"proxy started (node {config.hostname}, node IPs {', '.join(config.node_ips)}; "
+                      f"{len(server.proxier.svc_port_map)} service ports{served})")
+
+    async def stop() -> None:
+        await server.stop()
+        await client.close()
+        progress.step("stopped (rules left in place; `k8py proxy --cleanup` deletes them)")
+
+    _serve(start, stop)
 
 
 if __name__ == "__main__":

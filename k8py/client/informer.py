@@ -569,8 +569,11 @@ class SharedIndexInformer:
                     self._call(reg.handler.on_update, obj, obj)
             wake = min((reg.next_resync for reg in self._handlers), default=float("inf"))
             timeout = None if wake == float("inf") else max(0.0, wake - time.monotonic())
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # arrives as the wait completes, and stop() would then hang
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._handlers_changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._handlers_changed.wait()
 
 
 class _InformerStore:

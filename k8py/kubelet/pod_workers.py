@@ -124,8 +124,9 @@ class PodWorkers:
                 timeout = self.resync
                 if w.next_sync is not None:
                     timeout = max(0.0, min(timeout, w.next_sync - loop.time()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(w.wake.wait(), timeout)
+                with contextlib.suppress(TimeoutError):  # (not wait_for: see SharedIndexInformer)
+                    async with asyncio.timeout(timeout):
+                        await w.wake.wait()
         finally:
             if self._workers.get(uid) is w:
                 del self._workers[uid]

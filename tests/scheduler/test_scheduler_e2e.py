@@ -306,6 +306,8 @@ def test_second_profile_scheduler_process_with_metrics_and_leader_election(
         "leaderElection: {leaderElect: false}\nprofiles:\n- schedulerName: second-scheduler\n"
     )
     port, follower_port = free_port(), free_port()
+    while follower_port == port:  # the kernel may hand out the same free port twice
+        follower_port = free_port()
     procs = []
     try:
         for args, p in (
@@ -340,7 +342,7 @@ def test_second_profile_scheduler_process_with_metrics_and_leader_election(
             input=json.dumps(pod("mine", "second", schedulerName="second-scheduler")),
         )
         assert wait_for(lambda: node_of(c, ns, "mine"), timeout=20, what="bound by the second scheduler")
-        metrics = wait_for(lambda: _scrape(port), what="/metrics")
+        metrics = wait_for(lambda: _scrape(port), timeout=30, what="/metrics")
         line = next(
             x
             for x in metrics.splitlines()

@@ -1,0 +1,1 @@
+"""The pod network: node routes (network agent) and NetworkPolicy enforcement."""
