@@ -582,14 +582,18 @@ def simulated_nodes(kubeconfig: Path | None, count: int, prefix: str, root_dir: 
 @click.option("--service-cluster-ip-range", "service_cidr", default="10.96.0.0/12", show_default=True)
 @click.option("--resync-period", type=float, default=30.0, show_default=True,
               help="Seconds between full reconciliations of the routes and the NAT table.")
+@click.option("--network-policy/--no-network-policy", default=True, show_default=True,
+              help="Enforce NetworkPolicies for this node's pods (nftables table k8py-netpol).")
 @click.option("-v", "--verbose", is_flag=True)
 def network_agent(kubeconfig: Path | None, node_name: str | None, cluster_cidr: str, service_cidr: str,
-                  resync_period: float, verbose: bool) -> None:
-    """Run the pod network agent: host-gw routes to the other nodes' podCIDRs, SNAT out of the cluster."""
+                  resync_period: float, network_policy: bool, verbose: bool) -> None:
+    """Run the pod network agent: host-gw routes to the other nodes' podCIDRs, SNAT out of the cluster,
+    and NetworkPolicy enforcement for this node's pods (the parts Calico's Felix plays)."""
     import ipaddress
     import socket
 
     from k8py.network.agent import NetworkAgent
+    from k8py.network.policy.agent import PolicyAgent
 
     _setup_logging(verbose)
     progress = Progress()
@@ -601,16 +605,21 @@ def network_agent(kubeconfig: Path | None, node_name: str | None, cluster_cidr: 
     client = _kubeconfig_client(kubeconfig, component="network-agent")
     agent = NetworkAgent(client, (node_name or socket.gethostname()).lower(), cluster_cidr=cluster_cidr,
                          service_cidr=service_cidr, resync_period=resync_period)
+    policy = PolicyAgent(client, agent.node_name) if network_policy else None
 
     async def start() -> None:
         await agent.start()
+        if policy is not None:
+            await policy.start()
         progress.step(f"network agent started for node {agent.node_name} (cluster {cluster_cidr}, "
-                      f"services {service_cidr})")
+                      f"services {service_cidr}; NetworkPolicy {'on' if policy else 'off'})")
 
     async def stop() -> None:
+        if policy is not None:
+            await policy.stop()
         await agent.stop()
         await client.close()
-        progress.step("stopped (routes and NAT rules left in place)")
+        progress.step("stopped (routes, NAT and policy rules left in place)")
 
     _serve(start, stop, (OSError, RuntimeError))
 

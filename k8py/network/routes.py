@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -166,7 +167,11 @@ async def run_command(argv: list[str], *, input: str | None = None) -> str:
 
 
 async def enable_ip_forward(netns: str | None = None) -> None:
+    """Forwarding on, and bridged pod traffic through the IP hooks (br_netfilter), so that the
+    NetworkPolicy and kube-proxy rules see traffic between pods on the same node's bridge."""
     await run_command([*netns_prefix(netns), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    if Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+        await run_command([*netns_prefix(netns), "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
 
 
 async def apply_nat(cluster_cidr: str, netns: str | None = None) -> None:

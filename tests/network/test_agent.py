@@ -311,7 +311,8 @@ def netns_names() -> set[str]:
 
 @requires_netns
 async def test_network_agent_command(net: Net, cluster: Cluster, tmp_path: Path) -> None:
-    """`k8py network-agent` run in a fourth host's namespace, as on a node: routes on start, kept on SIGTERM."""
+    """`k8py network-agent` run in a fourth host's namespace, as on a node: routes, NAT and the NetworkPolicy
+    table on start, kept on SIGTERM."""
     lab = net.lab
     h3 = lab.add_host("h3")
     name, cidr = f"k8pytest-{lab.id}-h3", "10.244.4.0/24"
@@ -324,9 +325,10 @@ async def test_network_agent_command(net: Net, cluster: Cluster, tmp_path: Path)
         expected = {f"{c} via {h.ip}" for c, h in zip(net.pod_cidrs, net.hosts, strict=True)}
         expected |= {f"unreachable {CLUSTER_CIDR}", f"unreachable {SERVICE_CIDR}"}
         await eventually(
-            lambda: agent_routes(lab, h3) == expected and f"table ip {NAT_TABLE}" in nft_tables(lab, h3),
+            lambda: agent_routes(lab, h3) == expected and f"table ip {NAT_TABLE}" in nft_tables(lab, h3)
+            and "table inet k8py-netpol" in nft_tables(lab, h3),
             timeout=20,
-            what="the command's routes and NAT table",
+            what="the command's routes, NAT table and NetworkPolicy table",
         )
         await eventually(lambda: f"{cidr} via {h3.ip}" in agent_routes(lab, net.hosts[0]), what="h0's route to h3")
         proc.terminate()
