@@ -114,13 +114,16 @@ def main() -> None:
               help="The kubelet's container runtime (default: cri as root with containerd installed, else process).")
 @click.option("--node-name", default=None, help="The node's name (default: the host name).")
 @click.option("--kubelet-port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
+@click.option("--disable-network", is_flag=True,
+              help="With the cri runtime: run no kube-proxy, network agent or cluster DNS (static pods).")
 @click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
 @click.option("--metric-resolution", type=float, default=15.0, show_default=True,
               help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
        disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
-       runtime: str | None, node_name: str | None, kubelet_port: int, disable_metrics_server: bool,
+       runtime: str | None, node_name: str | None, kubelet_port: int, disable_network: bool,
+       disable_metrics_server: bool,
        metric_resolution: float, verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
@@ -142,6 +145,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
         runtime=runtime,
         node_name=node_name,
         kubelet_port=kubelet_port,
+        network=not disable_network,
     )
 
     async def start() -> None:

@@ -20,6 +20,7 @@ from k8py.storage.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from k8py.controllers.manager import ControllerManager
     from k8py.kubelet.app import KubeletApp
+    from k8py.kubelet.kubelet import KubeletConfig
     from k8py.scheduler.app import SchedulerApp
 
 STORE_FILE = "state.db"
@@ -55,12 +56,14 @@ class Cluster:
         runtime: str | None = None,
         node_name: str | None = None,
         kubelet_port: int = 10250,
+        network: bool = True,
     ) -> None:
         self.controllers = controllers
         self.run_kubelet = kubelet
         self.runtime = runtime
         self.node_name = node_name
         self.kubelet_port = kubelet_port
+        self.network = network
         self.run_scheduler = scheduler
         self.run_controller_manager = controller_manager
         self.data_dir = data_dir
@@ -134,17 +137,48 @@ class Cluster:
         config.tls_cert_file = str(serving)
         config.tls_private_key_file = str(pki.directory / "kubelet-serving.key")
         config.client_ca_file = str(pki.ca_cert)
+        if runtime == "cri" and self.network:
+            await self._node_addons(config)
         self.kubelet = KubeletApp(client, config, runtime, progress=self.progress)
         await self.kubelet.start()
+
+    async def _node_addons(self, config: KubeletConfig) -> None:
+        """kube-proxy, the network agent and cluster DNS as static pods on the process runtime."""
+        from k8py.bootstrap.addons import addon_manifests, dns_service_ip, ensure_dns_service, write_manifests
+        from k8py.controllers.manager import Options
+
+        assert config.pod_manifest_path is not None
+        kubeconfigs = {
+            "kube-proxy": self._kubeconfig("kube-proxy", "system:kube-proxy"),
+            "network": self._kubeconfig("network-agent", "system:k8py-network-agent"),
+            "dns": self._kubeconfig("dns", "system:k8py-dns"),
+        }
+        manifests = addon_manifests(
+            node_name=config.node_name, node_ip=config.host_ip, cluster_cidr=Options().cluster_cidr,
+            service_cidr=self.config.service_cidr, cluster_domain=config.cluster_domain, kubeconfigs=kubeconfigs,
+        )
+        write_manifests(config.pod_manifest_path, manifests)
+        async with RESTClient.from_kubeconfig(self.kubeconfig, component="k8py-up") as admin:
+            await ensure_dns_service(admin, self.config.service_cidr)
+        config.cluster_dns = [dns_service_ip(self.config.service_cidr)]
+        self.progress(f"node add-ons: {', '.join(p['metadata']['name'] for p in manifests.values())} "
+                      f"(static pods); cluster DNS at {config.cluster_dns[0]}")
 
     def _client(
         self, stem: str, user: str, organizations: tuple[str, ...] = (), *, max_connections: int = 256
     ) -> RESTClient:
         """A client for a component, with its own certificate and kubeconfig (as kubeadm writes them)."""
+        path = self._kubeconfig(stem, user, organizations)
+        client = RESTClient.from_kubeconfig(path, component=user, max_connections=max_connections)
+        self.clients.append(client)
+        return client
+
+    def _kubeconfig(self, stem: str, user: str, organizations: tuple[str, ...] = ()) -> Path:
+        """``<data-dir>/<stem>.conf`` for a component, with its own client certificate."""
         pki = self.apiserver.pki if self.apiserver is not None else None
         assert pki is not None
         pair = ensure_client_cert(pki.directory, stem, user, organizations)
-        path = write_kubeconfig(
+        return write_kubeconfig(
             self.data_dir / f"{stem}.conf",
             f"https://127.0.0.1:{self.config.port}",
             pki.ca_cert.read_bytes(),
@@ -153,9 +187,6 @@ class Cluster:
             user=user,
             context=f"{user}@k8py",
         )
-        client = RESTClient.from_kubeconfig(path, component=user, max_connections=max_connections)
-        self.clients.append(client)
-        return client
 
     async def stop(self) -> None:
         if self.kubelet is not None:

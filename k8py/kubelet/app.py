@@ -10,6 +10,7 @@ RuntimeClass handler ``process``, for static pods of k8py's own control plane.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -154,7 +155,6 @@ class KubeletApp:
 async def killall(root: Path, progress: Callable[[str], None] = lambda _m: None) -> None:
     """Stop and remove every pod a kubelet with this root dir runs, stop its containerd and remove
     its CNI bridge (k3s' killall): what stopping a node leaves running, by design, goes."""
-    import contextlib
     import subprocess
 
     from k8py.kubelet.runtime.interface import CRIError
@@ -188,7 +188,27 @@ async def killall(root: Path, progress: Callable[[str], None] = lambda _m: None)
     pods = root / "pods"
     for pod_dir in sorted(pods.iterdir()) if pods.is_dir() else []:
         tear_down_pod_dir(str(pod_dir))
+    if Containerd.available():  # the node add-ons' kernel state: kube-proxy, network agent, policies
+        await _clean_node_network()
+        progress("kube-proxy, NAT and NetworkPolicy tables and the agent's routes removed")
     bridge = bridge_name(root)
     if Path(f"/sys/class/net/{bridge}").exists():
         subprocess.run(["ip", "link", "delete", bridge], check=False)
         progress(f"bridge {bridge} removed")
+
+
+async def _clean_node_network() -> None:
+    from k8py.network.policy.nftables import NFTables
+    from k8py.network.routes import RouteTable, delete_nat
+    from k8py.proxy.proxier import cleanup_leftovers
+
+    await cleanup_leftovers()
+    await NFTables(("nft",)).delete_table()
+    with contextlib.suppress(RuntimeError):
+        await delete_nat()
+    table = RouteTable()
+    await table.open()
+    try:
+        await table.flush()
+    finally:
+        await table.close()

@@ -1,0 +1,116 @@
+"""The node add-ons a cluster runs as pods (kubeadm's `addon` phase, and the pod network it leaves to a
+CNI add-on): kube-proxy, the network agent (routes, SNAT, NetworkPolicy) and cluster DNS behind the
+`kube-dns` Service.
+
+k8py runs them as static pods on the `process` runtime (RuntimeClass handler ``process``) with the
+host's network, so they need no image: each is a `k8py <component>` host process the kubelet
+supervises and mirrors into kube-system, like the control plane kubeadm runs from
+/etc/kubernetes/manifests. DNS is reached at the `kube-dns` ClusterIP (the 10th address of the
+Service range), whose endpoints are the DNS pods' (host) addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
+from k8py.client.resources import SERVICES
+
+Obj = dict[str, Any]
+DNS_PORT = 53
+
+
+def dns_service_ip(service_cidr: str) -> str:
+    """The 10th address of the Service range (kubeadm's choice for kube-dns, e.g. 10.96.0.10)."""
+    return str(ipaddress.ip_network(service_cidr, strict=False)[10])
+
+
+def _static_pod(name: str, app: str, argv: list[str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": app}},
+        "spec": {
+            "runtimeClassName": "process",
+            "hostNetwork": True,
+            "dnsPolicy": "Default",
+            "priorityClassName": "system-node-critical",
+            "containers": [{"name": name, "image": "k8py", "command": [sys.executable, "-m", "k8py.cli", *argv]}],
+        },
+    }
+
+
+def addon_manifests(
+    *,
+    node_name: str,
+    node_ip: str,
+    cluster_cidr: str,
+    service_cidr: str,
+    cluster_domain: str,
+    kubeconfigs: dict[str, Path],
+) -> dict[str, Obj]:
+    """File name -> static pod manifest; ``kubeconfigs`` by component: kube-proxy, network, dns."""
+    cidrs = ["--cluster-cidr", cluster_cidr, "--service-cluster-ip-range", service_cidr]
+    return {
+        "kube-proxy.yaml": _static_pod("kube-proxy", "kube-proxy", [
+            "proxy", "--kubeconfig", str(kubeconfigs["kube-proxy"]), "--hostname-override", node_name, *cidrs,
+            "--metrics-bind-address", "",
+        ]),
+        "k8py-network.yaml": _static_pod("k8py-network", "k8py-network", [
+            "network-agent", "--kubeconfig", str(kubeconfigs["network"]), "--node-name", node_name, *cidrs,
+        ]),
+        "k8py-dns.yaml": _static_pod("k8py-dns", "kube-dns", [
+            "dns", "--kubeconfig", str(kubeconfigs["dns"]), "--cluster-domain", cluster_domain,
+            "--bind-address", node_ip, "--port", str(DNS_PORT),
+        ]),
+    }
+
+
+def write_manifests(directory: Path, manifests: dict[str, Obj]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, pod in manifests.items():
+        text = yaml.safe_dump(pod, sort_keys=False)
+        path = directory / name
+        if not path.exists() or path.read_text() != text:  # an unchanged file keeps its pod
+            path.write_text(text)
+
+
+def dns_service(service_cidr: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+        },
+        "spec": {
+            "clusterIP": dns_service_ip(service_cidr),
+            "selector": {"k8s-app": "kube-dns"},
+            "ports": [
+                {"name": "dns", "port": DNS_PORT, "protocol": "UDP", "targetPort": DNS_PORT},
+                {"name": "dns-tcp", "port": DNS_PORT, "protocol": "TCP", "targetPort": DNS_PORT},
+            ],
+        },
+    }
+
+
+async def ensure_dns_service(client: RESTClient, service_cidr: str) -> None:
+    """Create the kube-dns Service unless it exists (looked up first: creating it again would fail on
+    its ClusterIP, already allocated, before the name is found taken, as in kube)."""
+    try:
+        await client.get(SERVICES, "kube-dns", namespace="kube-system")
+        return
+    except ClientError as e:
+        if not is_not_found(e):
+            raise
+    try:
+        await client.create(SERVICES, dns_service(service_cidr), namespace="kube-system")
+    except ClientError as e:
+        if not is_already_exists(e):
+            raise
