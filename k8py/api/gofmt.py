@@ -1,4 +1,4 @@
-"""Go's `%v` rendering of JSON numbers, which kube's messages and printed cells show.
+"""Go's `%v` rendering of JSON numbers, and `%q` of strings, which kube's messages and printed cells show.
 
 JSON numbers decode to int64 or float64 in Go. An int64 prints plainly; a float64
 with `%v` is strconv's shortest 'g' form, which switches to an exponent when the
@@ -37,3 +37,32 @@ def go_number(value: int | float) -> str:
     if point >= len(digits):
         return prefix + digits + "0" * (point - len(digits))
     return f"{prefix}{digits[:point]}.{digits[point:]}"
+
+
+_QUOTE_ESCAPES = {
+    "\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v",
+    "\\": "\\\\", '"': '\\"',
+}
+
+
+def go_quote(data: str | bytes) -> str:
+    """strconv.Quote (`%q`): printable characters as they are, the rest escaped; bytes that are not
+    UTF-8 as \\xNN."""
+    text = data.decode("utf-8", errors="surrogateescape") if isinstance(data, bytes) else data
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _QUOTE_ESCAPES:
+            out.append(_QUOTE_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)

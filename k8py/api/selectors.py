@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from k8py.api.errors import bad_request
+from k8py.api.gofmt import go_quote
 
 __all__ = [
     "FieldRequirement",
@@ -80,43 +81,12 @@ class _SelectorError(Exception):
 
 # --- Go formatting helpers: error messages quote values as Go's %q and %#v do. ---------
 
-_GO_ESCAPES = {
-    "\a": r"\a",
-    "\b": r"\b",
-    "\f": r"\f",
-    "\n": r"\n",
-    "\r": r"\r",
-    "\t": r"\t",
-    "\v": r"\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def _go_quote(s: str) -> str:
-    """strconv.Quote: a double-quoted Go string literal."""
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
 
 def _go_string_slice(values: Sequence[str] | None) -> str:
     """%#v of a []string; None stands for a nil slice."""
     if values is None:
         return "[]string(nil)"
-    return "[]string{" + ", ".join(_go_quote(v) for v in values) + "}"
+    return "[]string{" + ", ".join(go_quote(v) for v in values) + "}"
 
 
 def _invalid(field: str, value: str, detail: str) -> str:
@@ -201,7 +171,7 @@ def _label_value_errors(value: str) -> list[str]:
 
 def _key_error(key: str, field: str) -> str | None:
     errs = _qualified_name_errors(key)
-    return _invalid(field, _go_quote(key), "; ".join(errs)) if errs else None
+    return _invalid(field, go_quote(key), "; ".join(errs)) if errs else None
 
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
@@ -284,13 +254,13 @@ class Requirement:
                     errs.append(
                         _invalid(
                             f"values[{i}]",
-                            _go_quote(v),
+                            go_quote(v),
                             "for 'Gt', 'Lt' operators, the value must be an integer",
                         )
                     )
         for i, v in enumerate(vals):
             if verrs := _label_value_errors(v):
-                errs.append(_invalid(f"values[{i}][{key}]", _go_quote(v), "; ".join(verrs)))
+                errs.append(_invalid(f"values[{i}][{key}]", go_quote(v), "; ".join(verrs)))
         if errs:
             raise _SelectorError(_aggregate(errs))
         return cls(key, op, vals)
@@ -383,7 +353,7 @@ class LabelSelector:
             for expr in expressions:
                 raw_op = expr.get("operator", "")
                 if raw_op not in ops:
-                    raise _SelectorError(f"{_go_quote(str(raw_op))} is not a valid pod selector operator")
+                    raise _SelectorError(f"{go_quote(str(raw_op))} is not a valid pod selector operator")
                 values = tuple(expr.get("values") or ())
                 reqs.append(Requirement._new(expr.get("key", ""), ops[raw_op], values, nil_values=not values))
         except _SelectorError as e:
@@ -742,7 +712,7 @@ class FieldSelector:
             for r in self._requirements:
                 if r.field not in ("metadata.name", "metadata.namespace"):
                     raise bad_request(
-                        f'{_go_quote(r.field)} is not a known field selector: only "metadata.name", '
+                        f'{go_quote(r.field)} is not a known field selector: only "metadata.name", '
                         '"metadata.namespace"'
                     )
             return

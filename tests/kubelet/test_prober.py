@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from k8py.api.gofmt import go_quote
 from k8py.bootstrap.pki import create_ca, issue_serving_cert, save_pair
 from k8py.kubelet.prober import ProbeManager, Prober, ProbeType, Result
 from k8py.kubelet.prober import probe as probepkg
@@ -34,7 +35,7 @@ from k8py.kubelet.prober.grpcprobe import (
     grpc_probe,
 )
 from k8py.kubelet.prober.httpprobe import HTTPProber, new_request_for_http_get_action
-from k8py.kubelet.prober.probe import ProbeError, go_duration, go_quote, resolve_container_port
+from k8py.kubelet.prober.probe import ProbeError, go_duration, resolve_container_port
 from k8py.kubelet.prober.tcpprobe import tcp_probe
 from k8py.kubelet.runtime.interface import NotFound, RuntimeService
 

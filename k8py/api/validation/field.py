@@ -10,42 +10,16 @@ fields in declaration order under their Go names.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from k8py.api.errors import cause
+from k8py.api.gofmt import go_quote
 
 Cause = dict[str, str]
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def go_quote(value: str) -> str:
-    """Go's strconv.Quote: printable characters as they are, the rest escaped."""
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x80 and not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}")
-        elif unicodedata.category(ch)[0] in "CZ" and ch != " ":
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 class GoStruct(dict[str, Any]):

@@ -83,35 +83,6 @@ def _trim(value: float) -> str:
     return f"{value:.9f}".rstrip("0").rstrip(".")
 
 
-_GO_ESCAPES = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}
-
-
-def go_quote(data: str | bytes) -> str:
-    """Go's ``%q`` (strconv.Quote): printable runes as is, the rest escaped; bad UTF-8 bytes as \\xNN."""
-    out = ['"']
-    if isinstance(data, bytes):
-        text = data.decode("utf-8", errors="surrogateescape")
-    else:
-        text = data
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
 
 def dial_error(addr: str, exc: BaseException) -> str:
     """A failed connect as Go's net.OpError prints it: ``dial tcp 10.1.0.5:80: connect: connection refused``."""

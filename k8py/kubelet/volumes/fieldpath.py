@@ -14,37 +14,19 @@ from collections.abc import Mapping
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from k8py.api.gofmt import go_quote
 from k8py.api.resources import milli
 from k8py.api.validation.names import is_qualified_name
 from k8py.api.validation.quantity import Quantity, parse_quantity
 
 Obj = dict[str, Any]
 
-_GO_ESCAPES = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v",
-               "\\": "\\\\", '"': '\\"'}
 LIMIT_DEFAULTED = ("cpu", "memory", "ephemeral-storage")
 
 
 class FieldPathError(ValueError):
     """A field or resource selector the kubelet cannot resolve (the message is kube's)."""
 
-
-def go_quote(text: str) -> str:
-    """strconv.Quote: a double-quoted Go string literal."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def format_map(values: Mapping[str, str] | None) -> str:
