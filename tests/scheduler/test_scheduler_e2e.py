@@ -327,8 +327,8 @@ def test_second_profile_scheduler_process_with_metrics_and_leader_election(
                         str(p),
                         *args,
                     ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdout=(tmp_path / f"scheduler-{p}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             )
@@ -342,7 +342,12 @@ def test_second_profile_scheduler_process_with_metrics_and_leader_election(
             input=json.dumps(pod("mine", "second", schedulerName="second-scheduler")),
         )
         assert wait_for(lambda: node_of(c, ns, "mine"), timeout=20, what="bound by the second scheduler")
-        metrics = wait_for(lambda: _scrape(port), timeout=30, what="/metrics")
+        try:
+            metrics = wait_for(lambda: _scrape(port), timeout=30, what="/metrics")
+        except TimeoutError:
+            logs = "\n".join(f.read_text(errors="replace")[-3000:] for f in tmp_path.glob("scheduler-*.log"))
+            exits = [proc.poll() for proc in procs]
+            raise AssertionError(f"no /metrics on port {port}; exit codes {exits}; logs:\n{logs}") from None
         line = next(
             x
             for x in metrics.splitlines()
