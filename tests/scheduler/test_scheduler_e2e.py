@@ -358,7 +358,8 @@ def test_second_profile_scheduler_process_with_metrics_and_leader_election(
         assert float(line.split()[-1]) >= 1
         assert "scheduler_pending_pods{" in metrics
         assert "scheduler_scheduling_attempt_duration_seconds_bucket" in metrics
-        follower = _scrape(follower_port)
+        # the follower may still be starting (a Python process under load takes a few seconds)
+        follower = wait_for(lambda: _scrape(follower_port), timeout=30, what="the follower's /metrics")
         assert 'result="scheduled"' not in follower  # never led, never scheduled
         lease = json.loads(
             c.kubectl("get", "lease", "kube-scheduler", "-n", "kube-system", "-o", "json").stdout
