@@ -427,7 +427,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
     from k8py.kubelet.app import KubeletApp, choose_runtime
     from k8py.kubelet.eviction import parse_thresholds
     from k8py.kubelet.kubelet import KubeletConfig
-    from k8py.kubelet.nodestatus import default_host_ip
+    from k8py.netutil import primary_ip
 
     _setup_logging(verbose)
     progress = Progress()
@@ -437,7 +437,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
     config = KubeletConfig(
         node_name=(node_name or socket.gethostname()).lower(),
         root_dir=(root_dir or data_dir_default() / "kubelet").absolute(),
-        host_ip=node_ip or default_host_ip(),
+        host_ip=node_ip or primary_ip(),
         port=port,
         pod_manifest_path=pod_manifest_path.absolute() if pod_manifest_path else None,
         cluster_dns=[s for s in cluster_dns.split(",") if s],

@@ -15,6 +15,7 @@ from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
 from k8py.bootstrap.kubeconfig import write_kubeconfig
 from k8py.bootstrap.pki import ensure_client_cert, ensure_pki, issue_serving_cert, load_ca, save_pair
 from k8py.client import RESTClient
+from k8py.netutil import primary_ip
 from k8py.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -30,7 +31,11 @@ async def start_apiserver(
     data_dir: Path, pki_dir: Path, config: APIServerConfig, progress: Callable[[str], None]
 ) -> APIServer:
     data_dir.mkdir(parents=True, exist_ok=True)
-    pki = ensure_pki(pki_dir, hostnames(), [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else [])
+    ips = [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else []
+    if config.serve_advertise_address:
+        config.advertise_address = config.advertise_address or primary_ip()
+        ips.append(config.advertise_address)
+    pki = ensure_pki(pki_dir, hostnames(), ips)
     progress(f"certificates ready in {pki_dir}")
     if not config.kubelet_client_certificate:  # kubeadm's apiserver-kubelet-client
         ensure_client_cert(pki_dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["kubeadm:cluster-admins"])
@@ -64,6 +69,7 @@ class Cluster:
         self.node_name = node_name
         self.kubelet_port = kubelet_port
         self.network = network
+        self.runtime_choice: tuple[str, str] | None = None
         self.run_scheduler = scheduler
         self.run_controller_manager = controller_manager
         self.data_dir = data_dir
@@ -77,6 +83,12 @@ class Cluster:
         self.kubelet: KubeletApp | None = None
 
     async def start(self) -> None:
+        if self.run_kubelet:
+            from k8py.kubelet.app import choose_runtime
+
+            self.runtime_choice = choose_runtime(self.runtime)
+            # pods with a network of their own reach the API through the kubernetes Service
+            self.config.serve_advertise_address = self.runtime_choice[0] == "cri"
         self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
         pki = self.apiserver.pki
         assert pki is not None
@@ -113,14 +125,13 @@ class Cluster:
 
         from k8py.kubelet.app import KubeletApp, choose_runtime
         from k8py.kubelet.kubelet import KubeletConfig
-        from k8py.kubelet.nodestatus import default_host_ip
 
-        runtime, why = choose_runtime(self.runtime)
+        runtime, why = self.runtime_choice or choose_runtime(self.runtime)
         self.progress(f"container runtime: {runtime} ({why})")
         name = (self.node_name or socket.gethostname()).lower()
         config = KubeletConfig(
             node_name=name,
-            host_ip=default_host_ip(),
+            host_ip=primary_ip(),
             root_dir=self.data_dir / "kubelet",
             port=self.kubelet_port,
             pod_manifest_path=self.data_dir / "manifests",

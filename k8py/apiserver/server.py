@@ -41,6 +41,7 @@ from k8py.apiserver.requestinfo import parse as parse_request
 from k8py.apiserver.tokens import InvalidToken, TokenAuthenticator, TokenRequestREST, TokenSigner
 from k8py.apiserver.watchcache import WatchCache
 from k8py.bootstrap.pki import PKIPaths, load_service_account_key, peer_identity, server_ssl_context
+from k8py.netutil import primary_ip
 from k8py.storage.compactor import run_compactor
 from k8py.storage.interface import Store
 
@@ -56,6 +57,8 @@ class APIServerConfig:
     port: int = 6443
     service_cidr: str = "10.96.0.0/12"
     advertise_address: str = ""  # the IP in the kubernetes Service's endpoints; default: the host's primary IP
+    # also listen on the advertise address, so that pods reach the API through the kubernetes Service
+    serve_advertise_address: bool = False
     # kube-apiserver's --etcd-compaction-interval; history of the last `compaction_retain` revisions always stays
     compaction_interval: float = 300.0
     compaction_retain: int = 1000
@@ -167,6 +170,13 @@ class APIServer:
             self._runner, self.config.bind_address, self.config.port, ssl_context=ssl_ctx, reuse_address=True, backlog=1024
         )
         await site.start()
+        if self.config.serve_advertise_address and self.config.bind_address not in (
+            "0.0.0.0", "::", self.config.advertise_address
+        ):
+            await web.TCPSite(
+                self._runner, self.config.advertise_address, self.config.port, ssl_context=ssl_ctx,
+                reuse_address=True, backlog=1024,
+            ).start()
         gc.collect()
         gc.freeze()  # what start-up built (schemas, cache, registry) lives for good: keep it out of GC
         if self.config.compaction_interval > 0:
@@ -328,16 +338,6 @@ class APIServer:
         if body is None:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource", details={})
         return web.Response(body=body, content_type="application/json")
-
-
-def primary_ip() -> str:
-    """The source address of the default route (a UDP connect sends no packet), else loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.254.254.254", 1))
-            return s.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"
 
 
 def hostnames() -> list[str]:

@@ -36,29 +36,6 @@ def meminfo() -> dict[str, int]:
     return out
 
 
-def default_host_ip() -> str:
-    """The IPv4 address of the interface of the default route (the kubelet's default node IP),
-    127.0.0.1 when there is none. Read from /proc/net/route and SIOCGIFADDR: no packet is sent."""
-    import fcntl
-    import socket
-    import struct
-
-    try:
-        lines = Path("/proc/net/route").read_text().splitlines()[1:]
-    except OSError:
-        return "127.0.0.1"
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", fields[0][:15].encode()))
-                except OSError:
-                    continue
-                return socket.inet_ntoa(packed[20:24])
-    return "127.0.0.1"
-
-
 def _read(path: str) -> str:
     try:
         return Path(path).read_text().strip()

@@ -77,9 +77,9 @@ class ProxyServer:
             await self._serve(*self.metrics_address)
         config = self.proxier.config
         if not config.node_ips:
-            from k8py.kubelet.nodestatus import default_host_ip
+            from k8py.netutil import primary_ip
 
-            config.node_ips = await node_ips(self.client, config.hostname) or [default_host_ip()]
+            config.node_ips = await node_ips(self.client, config.hostname) or [primary_ip()]
             log.info("node IPs: %s", ", ".join(config.node_ips))
         proxier = self.proxier
         services = self.factory.informer_for(SERVICES, label_selector=LABEL_SELECTOR)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from k8py.apiserver.server import primary_ip
+from k8py.netutil import primary_ip
 from tests.conftest import wait_for
 from tests.controllers.conftest import ControllerCluster, start_controller_manager
 

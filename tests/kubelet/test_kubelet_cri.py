@@ -131,6 +131,12 @@ def test_service_and_cluster_dns_from_a_pod(cri: Cluster) -> None:
         timeout=30, what="the Service reached through its ClusterIP from a pod",
     )
     assert body.startswith("HTTP/1.1 200 OK") and "hello from httpd-" in body
+    # and the API server through the kubernetes Service
+    reach_api = "nc -w 3 10.96.0.1 443 </dev/null && echo connected"
+    assert "connected" in wait_for(
+        lambda: cri.kubectl("exec", client, "--", "sh", "-c", reach_api, check=False).stdout,
+        timeout=30, what="the kubernetes Service reached from a pod",
+    )
 
 
 def test_configmap_and_secret_volumes_and_env(cri: Cluster) -> None:
