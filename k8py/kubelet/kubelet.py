@@ -44,7 +44,7 @@ from k8py.kubelet.eviction import (
     parse_thresholds,
     rank,
 )
-from k8py.kubelet.kuberuntime import PodStatus, RuntimeManager, SyncResult
+from k8py.kubelet.kuberuntime import PodStatus, RuntimeManager, SyncResult, all_containers
 from k8py.kubelet.lifecycle import FAILED_POST_START_HOOK, FAILED_PRE_STOP_HOOK, HandlerRunner
 from k8py.kubelet.nodelease import RENEW_INTERVAL, renew_lease
 from k8py.kubelet.pod_workers import PodWorkers, WorkState
@@ -288,7 +288,7 @@ class Kubelet:
 
     def _update_probes(self, probes: ProbeManager, pod: Obj, status: PodStatus) -> None:
         ip = status.ips[0] if status.ips else self.config.host_ip
-        for c in _all_containers(pod):
+        for c in all_containers(pod):
             cs = status.latest(c["name"])
             if cs is not None:
                 probes.update_container(
@@ -415,7 +415,7 @@ class Kubelet:
         manager = self.managers[self._pod_handler.get(uid, "")]
         prefix = {"cri": "containerd"}.get(manager.runtime.name, manager.runtime.name)
         current = {**pod, "status": self._api_status.get(uid) or pod.get("status") or {}}
-        specs = {c["name"]: c for c in _all_containers(pod)}
+        specs = {c["name"]: c for c in all_containers(pod)}
 
         def message(c: Obj, cs: ContainerStatus) -> str:
             return manager.termination_message(pod, specs.get(c["name"], c), cs)
@@ -791,9 +791,3 @@ def _fingerprint(status: PodStatus | None) -> Any:
 def _merged_conditions(old: Obj, new: Obj) -> list[Obj]:
     kept = {c["type"] for c in new.get("conditions") or []}
     return [*(new.get("conditions") or []), *(c for c in old.get("conditions") or [] if c.get("type") not in kept)]
-
-
-def _all_containers(pod: Obj) -> list[Obj]:
-    spec = pod.get("spec") or {}
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-

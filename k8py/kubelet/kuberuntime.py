@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from k8py.api.resources import milli, parse_list
+from k8py.api.resources import ZERO, milli, parse_list
 from k8py.api.strategy import qos_class
 from k8py.kubelet.pod_workers import grace_period
 from k8py.kubelet.runtime.interface import (
@@ -190,7 +190,7 @@ def container_resources(pod: Obj, container: Obj, node_memory: int) -> LinuxReso
     elif qos == "BestEffort":
         oom = 1000
     else:
-        mem_req = int((requests.get("memory") or limits.get("memory") or _zero()).value)
+        mem_req = int((requests.get("memory") or limits.get("memory") or ZERO).value)
         oom = 1000 - (1000 * mem_req) // max(node_memory, 1)
         oom = min(max(oom, 2), 999)
     return LinuxResources(
@@ -200,10 +200,6 @@ def container_resources(pod: Obj, container: Obj, node_memory: int) -> LinuxReso
         memory_limit_in_bytes=memory,
         oom_score_adj=oom,
     )
-
-
-def _zero() -> Any:
-    return parse_list({"x": "0"})["x"]
 
 
 @dataclass
@@ -586,7 +582,7 @@ class RuntimeManager:
             host_pid=bool(spec.get("hostPID")),
             host_ipc=bool(spec.get("hostIPC")),
             runtime_handler="",
-            privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in _all_containers(pod)),
+            privileged=any(((c.get("securityContext") or {}).get("privileged")) for c in all_containers(pod)),
         )
 
     def container_config(
@@ -631,7 +627,7 @@ class RuntimeManager:
 
     async def kill_pod(self, pod: Obj | None, status: PodStatus, *, grace: int) -> None:
         """killPodWithSyncResult: app containers, then sidecars in reverse order, then the sandbox."""
-        containers = {c["name"]: c for c in _all_containers(pod)} if pod else {}
+        containers = {c["name"]: c for c in all_containers(pod)} if pod else {}
         running = status.running()
         sidecar_names = {
             c["name"] for c in ((pod or {}).get("spec") or {}).get("initContainers") or [] if is_sidecar(c)
@@ -671,7 +667,8 @@ class RuntimeManager:
                 await self.runtime.remove_pod_sandbox(sb.id)
 
 
-def _all_containers(pod: Obj | None) -> list[Obj]:
+def all_containers(pod: Obj | None) -> list[Obj]:
+    """Init containers, then app containers."""
     spec = (pod or {}).get("spec") or {}
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
 

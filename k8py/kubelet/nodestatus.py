@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from k8py.api.meta import format_time
-from k8py.api.resources import parse_list
-from k8py.api.validation.quantity import Quantity
+from k8py.api.resources import milli, parse_list
 from k8py.kubelet.eviction import Threshold
 
 Obj = dict[str, Any]
@@ -99,7 +98,7 @@ def capacity(config: NodeConfig, obs: Observation) -> tuple[Obj, Obj]:
     }
     reserved = parse_list(config.reserved)
     alloc = dict(cap)
-    cpu_m = (os.cpu_count() or 1) * 1000 - _milli(reserved.get("cpu"))
+    cpu_m = (os.cpu_count() or 1) * 1000 - (milli(reserved["cpu"]) if "cpu" in reserved else 0)
     alloc["cpu"] = f"{max(cpu_m, 0)}m" if cpu_m % 1000 else str(max(cpu_m, 0) // 1000)
     evict = {t.signal: t for t in config.eviction_hard}
     mem = obs.memory_capacity - int(reserved["memory"].value if "memory" in reserved else 0)
@@ -111,10 +110,6 @@ def capacity(config: NodeConfig, obs: Observation) -> tuple[Obj, Obj]:
         eph -= evict["nodefs.available"].value(obs.nodefs_capacity)
     alloc["ephemeral-storage"] = str(max(eph, 0))
     return cap, alloc
-
-
-def _milli(q: Quantity | None) -> int:
-    return int(q.value * 1000) if q is not None else 0
 
 
 def _condition(ctype: str, status: bool, reason: str, message: str, now: str) -> Obj:

@@ -16,6 +16,7 @@ from typing import Any
 from k8py.api.meta import format_time
 from k8py.kubelet.kuberuntime import RESTART_COUNT, PodStatus, SyncResult, is_sidecar
 from k8py.kubelet.runtime.interface import ContainerState, ContainerStatus
+from k8py.kubelet.static_pods import is_static
 
 Obj = dict[str, Any]
 
@@ -187,8 +188,7 @@ def get_phase(pod: Obj, init_statuses: list[Obj], statuses: list[Obj], *, termin
     if running and not unknown:
         return "Running"
     if not running and stopped and not unknown:
-        static = (pod["metadata"].get("annotations") or {}).get("kubernetes.io/config.source", "api") != "api"
-        if terminal and not static:
+        if terminal and not is_static(pod):
             return "Succeeded" if stopped == succeeded else "Failed"
         if restart_policy == "Always":
             return "Running"

@@ -529,10 +529,11 @@ class ProcessRuntime(NoImages):
     async def list_container_stats(self) -> list[ContainerStats]:
         stats = []
         ts = now_ns()
+        usage = _usage_by_session()  # one pass over /proc for every container
         for c in self._containers.values():
             if c.state != ContainerState.RUNNING:
                 continue
-            cpu, rss = _session_usage(c.pid)
+            cpu, rss = usage.get(c.pid, (0, 0))
             stats.append(
                 ContainerStats(
                     id=c.id, sandbox_id=c.sandbox_id, name=c.config.name, timestamp=ts,
@@ -625,9 +626,10 @@ def _environ(cfg: ContainerConfig) -> dict[str, str]:
     return env
 
 
-def _session_usage(sid: int) -> tuple[int, int]:
-    """CPU time (ns) and RSS (bytes) of every process in session ``sid``."""
-    cpu = rss = 0
+def _usage_by_session() -> dict[int, tuple[int, int]]:
+    """CPU time (ns) and RSS (bytes) summed over the processes of each session, by session id (a
+    container's session is its pid: it is started in a session of its own)."""
+    usage: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -636,11 +638,13 @@ def _session_usage(sid: int) -> tuple[int, int]:
         except OSError:
             continue
         fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[3]) != sid:  # field 6: session id
-            continue
-        cpu += (int(fields[11]) + int(fields[12])) * 1_000_000_000 // CLK_TCK
-        rss += int(fields[21]) * PAGE_SIZE
-    return cpu, rss
+        sid = int(fields[3])  # field 6: session id
+        cpu, rss = usage.get(sid, (0, 0))
+        usage[sid] = (
+            cpu + (int(fields[11]) + int(fields[12])) * 1_000_000_000 // CLK_TCK,
+            rss + int(fields[21]) * PAGE_SIZE,
+        )
+    return usage
 
 
 class _PtyWriter:
