@@ -189,9 +189,14 @@ def test_generated_stubs_match_proto(tmp_path: Path) -> None:
 
 
 def free_pod_cidr() -> ipaddress.IPv4Network:
-    """A /24 in 10.244.0.0/16 that overlaps no route of the host (other nodes' bridges)."""
+    """A /24 in 10.244.0.0/16 that overlaps no route of the host (other nodes' bridges). A network
+    agent's `unreachable` guard over the whole cluster CIDR does not count: a bridge's connected
+    route is more specific."""
     routes = json.loads(subprocess.run(["ip", "-j", "route"], capture_output=True, text=True, check=True).stdout)
-    used = [ipaddress.ip_network(r["dst"]) for r in routes if r["dst"] != "default" and "/" in r["dst"]]
+    used = [
+        ipaddress.ip_network(r["dst"]) for r in routes
+        if r["dst"] != "default" and "/" in r["dst"] and r.get("type") != "unreachable"
+    ]
     for third in range(200, 255):
         net = ipaddress.IPv4Network(f"10.244.{third}.0/24")
         if not any(net.overlaps(u) for u in used):
