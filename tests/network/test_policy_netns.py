@@ -327,5 +327,11 @@ async def test_restart_keeps_rules_and_resync_repairs(scenario: Scenario) -> Non
     assert not await s.connects("b1", "a1")
     # ... and restores it when someone deletes it behind its back
     await agent.nft.delete_table()
-    await s.expect("b1", "a1", allowed=True)
+    netns = s.topo.lab.hosts["n1"].netns
+
+    async def table_present() -> bool:
+        return TABLE in s.topo.lab.run(netns, "nft", "list", "tables").stdout
+
+    assert not await table_present()
+    await eventually(table_present, 2.0, "the resync to recreate the table")
     await s.expect("b1", "a1", allowed=False, timeout=2.0)
