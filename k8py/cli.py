@@ -102,6 +102,10 @@ def main() -> None:
               help="Where all state lives (default /var/lib/k8py as root, ~/.local/share/k8py otherwise).")
 @click.option("--port", type=int, default=6443, show_default=True, help="HTTPS port of the API server.")
 @click.option("--service-cidr", default="10.96.0.0/12", show_default=True)
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True,
+              help="The pod network: each node's podCIDR is a /24 of it.")
+@click.option("--resolv-conf", type=click.Path(dir_okay=False, path_type=Path), default=Path("/etc/resolv.conf"),
+              show_default=True, help="The node's resolvers: for pods with dnsPolicy Default and the cluster DNS's upstreams.")
 @click.option("--etcd-compaction-interval", "compaction_interval", type=float, default=300.0, show_default=True,
               help="Seconds between compactions of the store's history (0: never).")
 @click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
@@ -120,7 +124,8 @@ def main() -> None:
 @click.option("--metric-resolution", type=float, default=15.0, show_default=True,
               help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
 @click.option("-v", "--verbose", is_flag=True)
-def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval: float, compaction_retain: int,
+def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, resolv_conf: Path,
+       compaction_interval: float, compaction_retain: int,
        disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
        runtime: str | None, node_name: str | None, kubelet_port: int, disable_network: bool,
        disable_metrics_server: bool,
@@ -146,6 +151,8 @@ def up(data_dir: Path | None, port: int, service_cidr: str, compaction_interval:
         node_name=node_name,
         kubelet_port=kubelet_port,
         network=not disable_network,
+        cluster_cidr=cluster_cidr,
+        resolv_conf=resolv_conf,
     )
 
     async def start() -> None:
@@ -320,25 +327,27 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
 @click.option("--bind-address", default="0.0.0.0", show_default=True)
 @click.option("--port", type=int, default=53, show_default=True, help="UDP and TCP port.")
 @click.option("--upstream", "upstreams", multiple=True, metavar="IP[:PORT]",
-              help="Resolver for names outside the cluster (repeatable; default: the nameservers of /etc/resolv.conf).")
+              help="Resolver for names outside the cluster (repeatable; default: the nameservers of --resolv-conf).")
+@click.option("--resolv-conf", type=click.Path(dir_okay=False, path_type=Path), default=Path("/etc/resolv.conf"),
+              show_default=True, help="The resolver configuration whose nameservers are the upstreams.")
 @click.option("--pods", type=click.Choice(["insecure", "verified", "disabled"]), default="insecure", show_default=True,
               help="<a-b-c-d>.<ns>.pod records: for any address, only pods' addresses (watches Pods), or none.")
 @click.option("--ttl", type=int, default=5, show_default=True, help="TTL of the cluster zone's records.")
 @click.option("--cache-max-ttl", type=int, default=30, show_default=True, help="Longest time a forwarded answer is cached.")
 @click.option("-v", "--verbose", is_flag=True)
 def dns_server(kubeconfig: Path | None, cluster_domain: str, bind_address: str, port: int, upstreams: tuple[str, ...],
-               pods: str, ttl: int, cache_max_ttl: int, verbose: bool) -> None:
+               resolv_conf: Path, pods: str, ttl: int, cache_max_ttl: int, verbose: bool) -> None:
     """Run the cluster DNS server (CoreDNS's role)."""
     from typing import cast
 
     from k8py.client import ConfigError, RESTClient
-    from k8py.dns import DNSServer, parse_upstream
+    from k8py.dns import DNSServer, parse_upstream, resolv_conf_upstreams
     from k8py.dns.records import PodMode
 
     _setup_logging(verbose)
     progress = Progress()
     try:
-        upstream_list = [parse_upstream(u) for u in upstreams] or None
+        upstream_list = [parse_upstream(u) for u in upstreams] or resolv_conf_upstreams(resolv_conf)
         client = RESTClient.from_kubeconfig(kubeconfig, component="k8py-dns")
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--upstream") from None
@@ -407,6 +416,8 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
 @click.option("--port", type=int, default=10250, show_default=True, help="HTTPS port of the kubelet server.")
 @click.option("--cluster-dns", default="", help="Comma-separated DNS server IPs for pods.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--resolv-conf", type=click.Path(dir_okay=False, path_type=Path), default=Path("/etc/resolv.conf"),
+              show_default=True, help="The resolver configuration of pods with dnsPolicy Default.")
 @click.option("--max-pods", type=int, default=110, show_default=True)
 @click.option("--node-labels", default="", help="key=value[,key=value] labels to register the node with.")
 @click.option("--system-reserved", default="", help="resource=quantity[,...] reserved for the system.")
@@ -419,7 +430,7 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
 @click.option("-v", "--verbose", is_flag=True)
 def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | None, runtime: str | None,
             pod_manifest_path: Path | None, node_ip: str | None, port: int, cluster_dns: str, cluster_domain: str,
-            max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
+            resolv_conf: Path, max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
             eviction_hard: str, eviction_interval: float, verbose: bool) -> None:
     """Run the node agent: register the Node and run the pods bound to it."""
     import socket
@@ -442,6 +453,7 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         pod_manifest_path=pod_manifest_path.absolute() if pod_manifest_path else None,
         cluster_dns=[s for s in cluster_dns.split(",") if s],
         cluster_domain=cluster_domain,
+        resolv_conf=str(resolv_conf),
         max_pods=max_pods,
         node_labels=_key_values(tuple(s for s in node_labels.split(",") if s), "--node-labels"),
         reserved=_key_values(tuple(s for s in system_reserved.split(",") if s), "--system-reserved"),

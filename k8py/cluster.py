@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
-from k8py.bootstrap.kubeconfig import write_kubeconfig
+from k8py.bootstrap.kubeconfig import component_kubeconfig, write_kubeconfig
 from k8py.bootstrap.pki import ensure_client_cert, ensure_pki, issue_serving_cert, load_ca, save_pair
 from k8py.client import RESTClient
 from k8py.netutil import primary_ip
@@ -62,7 +62,11 @@ class Cluster:
         node_name: str | None = None,
         kubelet_port: int = 10250,
         network: bool = True,
+        cluster_cidr: str = "10.244.0.0/16",
+        resolv_conf: Path = Path("/etc/resolv.conf"),
     ) -> None:
+        self.cluster_cidr = cluster_cidr
+        self.resolv_conf = resolv_conf
         self.controllers = controllers
         self.run_kubelet = kubelet
         self.runtime = runtime
@@ -109,7 +113,9 @@ class Cluster:
         if self.run_controller_manager:
             from k8py.controllers.manager import ControllerManager, Options
 
-            options = Options(service_cidr=self.config.service_cidr, root_ca_file=str(pki.ca_cert))
+            options = Options(
+                service_cidr=self.config.service_cidr, cluster_cidr=self.cluster_cidr, root_ca_file=str(pki.ca_cert)
+            )
             self.controller_manager = ControllerManager(
                 self._client("controller-manager", "system:kube-controller-manager"),
                 controllers=self.controllers,
@@ -135,6 +141,7 @@ class Cluster:
             root_dir=self.data_dir / "kubelet",
             port=self.kubelet_port,
             pod_manifest_path=self.data_dir / "manifests",
+            resolv_conf=str(self.resolv_conf),
         )
         # A burst of pods would open a TLS connection per concurrent request; a few, kept alive, do.
         client = self._client("kubelet", f"system:node:{name}", organizations=("system:nodes",), max_connections=16)
@@ -156,7 +163,6 @@ class Cluster:
     async def _node_addons(self, config: KubeletConfig) -> None:
         """kube-proxy, the network agent and cluster DNS as static pods on the process runtime."""
         from k8py.bootstrap.addons import addon_manifests, dns_service_ip, ensure_dns_service, write_manifests
-        from k8py.controllers.manager import Options
 
         assert config.pod_manifest_path is not None
         kubeconfigs = {
@@ -165,8 +171,9 @@ class Cluster:
             "dns": self._kubeconfig("dns", "system:k8py-dns"),
         }
         manifests = addon_manifests(
-            node_name=config.node_name, node_ip=config.host_ip, cluster_cidr=Options().cluster_cidr,
+            node_name=config.node_name, node_ip=config.host_ip, cluster_cidr=self.cluster_cidr,
             service_cidr=self.config.service_cidr, cluster_domain=config.cluster_domain, kubeconfigs=kubeconfigs,
+            resolv_conf=config.resolv_conf,
         )
         write_manifests(config.pod_manifest_path, manifests)
         async with RESTClient.from_kubeconfig(self.kubeconfig, component="k8py-up") as admin:
@@ -188,15 +195,9 @@ class Cluster:
         """``<data-dir>/<stem>.conf`` for a component, with its own client certificate."""
         pki = self.apiserver.pki if self.apiserver is not None else None
         assert pki is not None
-        pair = ensure_client_cert(pki.directory, stem, user, organizations)
-        return write_kubeconfig(
-            self.data_dir / f"{stem}.conf",
-            f"https://127.0.0.1:{self.config.port}",
-            pki.ca_cert.read_bytes(),
-            pair.cert_pem(),
-            pair.key_pem(),
-            user=user,
-            context=f"{user}@k8py",
+        return component_kubeconfig(
+            pki.directory, self.data_dir / f"{stem}.conf", f"https://127.0.0.1:{self.config.port}", stem, user,
+            organizations,
         )
 
     async def stop(self) -> None:

@@ -53,8 +53,10 @@ def addon_manifests(
     service_cidr: str,
     cluster_domain: str,
     kubeconfigs: dict[str, Path],
+    resolv_conf: str = "/etc/resolv.conf",
 ) -> dict[str, Obj]:
-    """File name -> static pod manifest; ``kubeconfigs`` by component: kube-proxy, network, dns."""
+    """File name -> static pod manifest; ``kubeconfigs`` by component: kube-proxy, network, dns;
+    ``resolv_conf``: the node's resolvers, DNS's upstreams."""
     cidrs = ["--cluster-cidr", cluster_cidr, "--service-cluster-ip-range", service_cidr]
     return {
         "kube-proxy.yaml": _static_pod("kube-proxy", "kube-proxy", [
@@ -66,7 +68,7 @@ def addon_manifests(
         ]),
         "k8py-dns.yaml": _static_pod("k8py-dns", "kube-dns", [
             "dns", "--kubeconfig", str(kubeconfigs["dns"]), "--cluster-domain", cluster_domain,
-            "--bind-address", node_ip, "--port", str(DNS_PORT),
+            "--bind-address", node_ip, "--port", str(DNS_PORT), "--resolv-conf", resolv_conf,
         ]),
     }
 

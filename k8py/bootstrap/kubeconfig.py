@@ -8,12 +8,13 @@ private key and is written mode 0600, atomically.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from k8py.bootstrap.pki import atomic_write
+from k8py.bootstrap.pki import PKIPaths, atomic_write, ensure_client_cert
 
 
 def _b64(data: bytes) -> str:
@@ -80,3 +81,20 @@ def write_kubeconfig(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, yaml.safe_dump(config, sort_keys=False, default_flow_style=False).encode(), mode=0o600)
     return path
+
+
+def component_kubeconfig(
+    pki_dir: Path, path: Path, server_url: str, stem: str, user: str, organizations: Sequence[str] = ()
+) -> Path:
+    """A component's kubeconfig at ``path`` with its own client certificate ``<stem>.crt`` from
+    the cluster CA in ``pki_dir`` (made once, then reused), as kubeadm writes scheduler.conf."""
+    pair = ensure_client_cert(pki_dir, stem, user, organizations)
+    return write_kubeconfig(
+        path,
+        server_url,
+        PKIPaths.in_dir(pki_dir).ca_cert.read_bytes(),
+        pair.cert_pem(),
+        pair.key_pem(),
+        user=user,
+        context=f"{user}@k8py",
+    )

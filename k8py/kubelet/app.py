@@ -199,7 +199,7 @@ async def killall(root: Path, progress: Callable[[str], None] = lambda _m: None)
 
 async def _clean_node_network() -> None:
     from k8py.network.policy.nftables import NFTables
-    from k8py.network.routes import RouteTable, delete_nat
+    from k8py.network.routes import SERVICE_LINK, RouteTable, delete_nat
     from k8py.proxy.proxier import cleanup_leftovers
 
     await cleanup_leftovers()
@@ -210,5 +210,6 @@ async def _clean_node_network() -> None:
     await table.open()
     try:
         await table.flush()
+        await table.delete_link(SERVICE_LINK)
     finally:
         await table.close()

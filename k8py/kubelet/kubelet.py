@@ -128,6 +128,7 @@ class Kubelet:
                 logs_dir=self.logs_dir,
                 environment=self._environment,
                 node_memory=self.node_memory,
+                cluster_domain=config.cluster_domain,
                 dns_config=self._dns_config,
                 on_container_started=self._post_start,
                 is_started=self.probes[handler].is_started,

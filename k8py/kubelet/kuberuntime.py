@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from k8py.api.resources import ZERO, milli, parse_list
 from k8py.api.strategy import qos_class
+from k8py.kubelet.hosts import make_hosts_mount, pod_hostname_and_domain
 from k8py.kubelet.pod_workers import grace_period
 from k8py.kubelet.runtime.interface import (
     ContainerConfig,
@@ -227,6 +228,7 @@ class RuntimeManager:
         logs_dir: Path,
         environment: ContainerEnvironment,
         node_memory: int,
+        cluster_domain: str = "cluster.local",
         dns_config: Callable[[Obj], DNSConfig | None] = lambda pod: None,
         on_container_started: Callable[[Obj, Obj, str], Awaitable[None]] | None = None,
         is_started: Callable[[str, str], bool] = lambda uid, name: True,
@@ -239,6 +241,7 @@ class RuntimeManager:
         self.logs_dir = logs_dir
         self.environment = environment
         self.node_memory = node_memory
+        self.cluster_domain = cluster_domain
         self.dns_config = dns_config
         self.on_container_started = on_container_started
         self.is_started = is_started
@@ -479,6 +482,7 @@ class RuntimeManager:
             restart_count = int(previous.annotations.get(RESTART_COUNT, "0")) + 1
         try:
             envs, mounts = await self.environment(pod, c, pod_ip)
+            mounts = [*mounts, *self._hosts_mount(pod, c, status.ips)]
         except CRIError as e:
             result.waiting[name] = (e.reason or "CreateContainerConfigError", str(e))
             return False
@@ -531,6 +535,17 @@ class RuntimeManager:
             self.image_backoff.next(key, now)
             raise CRIError(f'Failed to pull image "{image}": {e}', reason="ErrImagePull") from e
 
+    def _hosts_mount(self, pod: Obj, c: Obj, pod_ips: list[str]) -> list[Mount]:
+        """The pod's managed /etc/hosts (hosts.py), for the cri runtime only: the process runtime has
+        no mount namespace (its pods see the node's /etc/hosts) and the simulated one no containers."""
+        if self.runtime.name != "cri":
+            return []
+        pod_dir = self.pods_dir / pod["metadata"]["uid"]
+        try:
+            return make_hosts_mount(pod_dir, pod, c, pod_ips, self.cluster_domain)
+        except OSError as e:
+            raise CRIError(f"failed to write the pod's hosts file: {e}", reason="CreateContainerConfigError") from e
+
     def _termination_message_mount(self, pod: Obj, c: Obj, attempt: int) -> list[Mount]:
         if self.runtime.name == "process":
             return []  # host processes cannot have a file mounted at the path
@@ -565,13 +580,13 @@ class RuntimeManager:
             for p in c.get("ports") or []
             if p.get("hostPort")
         ]
-        hostname = spec.get("hostname") or md["name"]
+        hostname, _ = pod_hostname_and_domain(pod, self.cluster_domain)
         return PodSandboxConfig(
             name=md["name"],
             namespace=md["namespace"],
             uid=md["uid"],
             attempt=attempt,
-            hostname=hostname[:63],
+            hostname=hostname,
             log_directory=str(self.logs_dir / f"{md['namespace']}_{md['name']}_{md['uid']}"),
             dns_config=self.dns_config(pod),
             port_mappings=ports,

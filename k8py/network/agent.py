@@ -1,17 +1,17 @@
 """The per-node network agent (``k8py network-agent``): host-gw routes and SNAT from the Nodes.
 
 It watches Nodes and keeps the node's kernel in step (see :mod:`k8py.network.routes`): a route
-to every peer's podCIDR via the peer's InternalIP, ``unreachable`` guards for the cluster and
-Service CIDRs, and the NAT table.  The work is level-triggered with a single key, the node
-itself: an informer event that changes what routing depends on (a Node added or deleted, its
-podCIDRs or InternalIP changed) marks the state dirty, and one task recomputes every route from
-the cache and reconciles the kernel.  Heartbeat updates of Node status do not trigger a sync.
+to every peer's podCIDR via the peer's InternalIP, an ``unreachable`` guard for the cluster CIDR,
+the Service CIDR routed to the dummy link ``k8py-svc`` (made if missing), and the NAT table.  The
+work is level-triggered with a single key, the node itself: an informer event that changes what
+routing depends on (a Node added or deleted, its podCIDRs or InternalIP changed) marks the state
+dirty, and one task recomputes every route from the cache and reconciles the kernel.  Heartbeat updates of Node status do not trigger a sync.
 The task also resyncs every ``resync_period`` (restoring routes or rules someone removed) and
 retries sooner, with backoff, after a failure.
 
-:meth:`NetworkAgent.stop` leaves routes and rules in place, as flannel and Calico do: an agent
-restart must not cut the node's pod traffic.  :meth:`NetworkAgent.cleanup` removes them (the
-node is leaving, or a test is done).
+:meth:`NetworkAgent.stop` leaves routes, link and rules in place, as flannel and Calico do: an
+agent restart must not cut the node's pod traffic.  :meth:`NetworkAgent.cleanup` removes them
+(the node is leaving, or a test is done).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
 from k8py.client.resources import NODES
 from k8py.client.rest import RESTClient
 from k8py.network.routes import (
+    SERVICE_LINK,
     RouteTable,
     apply_nat,
     delete_nat,
@@ -111,17 +112,20 @@ class NetworkAgent:
         await self.routes.close()
 
     async def cleanup(self) -> None:
-        """Remove every route of the agent and its NAT table (call after :meth:`stop`)."""
+        """Remove every route of the agent, its link and its NAT table (call after :meth:`stop`)."""
         table = RouteTable(netns=self.netns)
         await table.open()
         try:
             await table.flush()
+            await table.delete_link(SERVICE_LINK)
         finally:
             await table.close()
         await delete_nat(self.netns)
 
     async def sync(self, *, nat: bool) -> bool:
-        """Reconcile the routes (and the NAT table if ``nat``) once; False if a route could not be added."""
+        """Reconcile the Service link, the routes (and the NAT table if ``nat``) once; False if the
+        link could not be made or a route could not be added."""
+        linked = await self.routes.ensure_link(SERVICE_LINK)
         desired = desired_routes(
             self.informer.indexer.list(),
             self.node_name,
@@ -131,7 +135,7 @@ class NetworkAgent:
         failed = await self.routes.reconcile(desired)
         if nat:
             await apply_nat(self.cluster_cidr, self.netns)
-        return not failed
+        return linked and not failed
 
     async def _run(self) -> None:
         await self.informer.wait_for_sync()

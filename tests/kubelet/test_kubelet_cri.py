@@ -4,6 +4,7 @@ image, driven with the real kubectl (root and the Debian packages needed; skippe
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import os
@@ -123,20 +124,68 @@ def test_service_and_cluster_dns_from_a_pod(cri: Cluster) -> None:
         timeout=30, what="the Service's name resolved in the pod",
     )
     assert "10.96.0.10" in looked_up  # the kube-dns ClusterIP answered
-    # (busybox-static's own resolver crashes in wget/nc, so the name is looked up with nslookup above
-    # and the Service is reached by the address it answered)
-    request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"
+    # wget resolves the name itself (through the pod's resolv.conf) and goes through the ClusterIP
+    request = ["timeout", "5", "wget", "-qO-", "http://httpd.default.svc.cluster.local/"]
     body = wait_for(
-        lambda: (r := cri.kubectl("exec", client, "--", "sh", "-c", request, check=False)).returncode == 0 and r.stdout,
-        timeout=30, what="the Service reached through its ClusterIP from a pod",
+        lambda: (r := cri.kubectl("exec", client, "--", *request, check=False)).returncode == 0 and r.stdout,
+        timeout=30, what="the Service reached by name from a pod",
     )
-    assert body.startswith("HTTP/1.1 200 OK") and "hello from httpd-" in body
+    assert body.startswith("hello from httpd-"), body
     # and the API server through the kubernetes Service
     reach_api = "nc -w 3 10.96.0.1 443 </dev/null && echo connected"
     assert "connected" in wait_for(
         lambda: cri.kubectl("exec", client, "--", "sh", "-c", reach_api, check=False).stdout,
         timeout=30, what="the kubernetes Service reached from a pod",
     )
+
+
+def test_kubelet_managed_etc_hosts(cri: Cluster) -> None:
+    """/etc/hosts is the kubelet's (upstream's text): the pod's IP with its FQDN and hostname, then
+    hostAliases; in an init container too; a container mounting a volume at /etc/hosts keeps it."""
+    serve = "mkdir -p /www; echo served > /www/index.html; exec httpd -f -p 8080 -h /www"
+    _apply(
+        cri,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "own-hosts"},
+         "data": {"hosts": "127.0.0.1\tmine\n"}},
+        _pod("hosted", [
+            {"name": "main", "command": ["sh", "-c", serve]},
+            {"name": "own", "command": ["sleep", "600"],
+             "volumeMounts": [{"name": "own", "mountPath": "/etc/hosts", "subPath": "hosts"}]},
+        ], hostname="db-0", subdomain="db",
+            hostAliases=[{"ip": "127.0.0.1", "hostnames": ["foo.local", "bar.local"]},
+                         {"ip": "10.1.2.3", "hostnames": ["foo.remote"]}],
+            initContainers=[{"name": "init", "image": "busybox", "imagePullPolicy": "IfNotPresent",
+                             "command": ["cat", "/etc/hosts"]}],
+            volumes=[{"name": "own", "configMap": {"name": "own-hosts"}}]),
+    )
+    wait_for(lambda: _running(cri, "hosted"), timeout=30, what="pod hosted running")
+    ip = _status(cri, "hosted")["podIP"]
+    expected = (
+        "# Kubernetes-managed hosts file.\n"
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\n"
+        "fe00::0\tip6-mcastprefix\n"
+        "fe00::1\tip6-allnodes\n"
+        "fe00::2\tip6-allrouters\n"
+        f"{ip}\tdb-0.db.default.svc.cluster.local\tdb-0\n"
+        "\n"
+        "# Entries added by HostAliases.\n"
+        "127.0.0.1\tfoo.local\tbar.local\n"
+        "10.1.2.3\tfoo.remote\n"
+    )
+    assert cri.kubectl("exec", "hosted", "-c", "main", "--", "cat", "/etc/hosts").stdout == expected
+    assert cri.kubectl("logs", "hosted", "-c", "init").stdout == expected
+    assert cri.kubectl("exec", "hosted", "-c", "own", "--", "cat", "/etc/hosts").stdout == "127.0.0.1\tmine\n"
+    assert cri.kubectl("exec", "hosted", "-c", "main", "--", "hostname").stdout == "db-0\n"
+    # the names resolve from the file (no DNS has them): each reaches the pod's own httpd
+
+    def get(name: str) -> str:
+        cmd = ["timeout", "5", "wget", "-qO-", f"http://{name}:8080/"]
+        return cri.kubectl("exec", "hosted", "-c", "main", "--", *cmd, check=False).stdout
+
+    for name in ("db-0", "db-0.db.default.svc.cluster.local", "bar.local"):
+        assert wait_for(functools.partial(get, name), timeout=15, what=f"httpd reached as {name}") == "served\n", name
 
 
 def test_configmap_and_secret_volumes_and_env(cri: Cluster) -> None:

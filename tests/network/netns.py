@@ -24,7 +24,8 @@ run killed outright (SIGKILL, SIGTERM) cannot clean up: its namespaces are the o
   ``lab.add_pod(host, pod_cidr, name, ip=None) -> Pod`` (``.name``, ``.netns``, ``.ip``,
   ``.host``), ``ip`` defaulting to the next free address of ``pod_cidr`` after the gateway;
 * ``lab.run(netns, *argv, check=True, timeout=10, input=None)``: a command in a namespace
-  (``ip netns exec``), a ``CompletedProcess[str]``; ``lab.popen(netns, *argv)``: a tracked
+  (``ip netns exec``; or ``nsenter --net`` when ``netns`` is a path, e.g. a pod's namespace
+  that containerd mounted), a ``CompletedProcess[str]``; the other calls taking ``netns`` too; ``lab.popen(netns, *argv)``: a tracked
   background process;
 * ``lab.ping(netns, ip)``: one busybox ping, the ``CompletedProcess`` (returncode 0: answered);
 * ``lab.serve_peer(netns, port, bind="0.0.0.0")``: a TCP server that answers each connection
@@ -38,7 +39,10 @@ run killed outright (SIGKILL, SIGTERM) cannot clean up: its namespaces are the o
 * ``lab.snmp(netns, "Icmp", "OutDestUnreachs")``: a counter of ``/proc/net/snmp`` there;
 * ``lab.relay_loopback(netns, port)``: 127.0.0.1:port inside ``netns`` relayed (by threads of the
   test process) to 127.0.0.1:port of the test's own namespace, so that a component run in a
-  host namespace reaches the test cluster's API server with its usual kubeconfig.
+  host namespace reaches the test cluster's API server with its usual kubeconfig;
+  ``lab.expose_loopback(netns, port)`` the other way round;
+* ``lab.spawn(netns, *argv, log=path)``: a background process in the namespace's network only
+  (``nsenter --net``, the machine's mounts), as a k8py node needs for containerd.
 
 Every call blocks (they are short ``ip``/``nft`` runs): from an async test whose event loop runs
 something that must keep going (an informer, an agent), call them with ``asyncio.to_thread``.
@@ -130,18 +134,27 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             pass
 
 
-class LoopbackRelay:
-    """A listener on 127.0.0.1:``port`` inside ``netns`` whose connections go to 127.0.0.1:``port`` here."""
+def _socket(netns: str | None) -> socket.socket:
+    """A TCP socket of ``netns`` (None: this process's own namespace)."""
+    if netns is None:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return create_socket(netns, socket.AF_INET, socket.SOCK_STREAM, flags=0)
 
-    def __init__(self, netns: str, port: int) -> None:
+
+class LoopbackRelay:
+    """A listener on 127.0.0.1:``port`` in namespace ``listen`` whose connections go to
+    127.0.0.1:``port`` in namespace ``connect`` (None: the test's own namespace)."""
+
+    def __init__(self, listen: str | None, connect: str | None, port: int) -> None:
         self.port = port
-        self.listener = create_socket(netns, socket.AF_INET, socket.SOCK_STREAM, flags=0)
+        self.connect = connect
+        self.listener = _socket(listen)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port))
         self.listener.listen(64)
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, name=f"relay {netns}:{port}", daemon=True).start()
+        threading.Thread(target=self._accept, name=f"relay {listen}->{connect}:{port}", daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -149,10 +162,13 @@ class LoopbackRelay:
                 conn, _ = self.listener.accept()
             except OSError:  # closed
                 return
+            up = _socket(self.connect)
             try:
-                up = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+                up.settimeout(5)
+                up.connect(("127.0.0.1", self.port))
                 up.settimeout(None)
             except OSError:
+                up.close()
                 conn.close()
                 continue
             with self._lock:
@@ -261,9 +277,9 @@ class NetnsLab:
     def run(
         self, netns: str, *argv: str, check: bool = True, timeout: float = 10, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
+        enter = ["nsenter", f"--net={netns}", "--"] if netns.startswith("/") else ["ip", "netns", "exec", netns]
         return subprocess.run(
-            ["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, check=check, timeout=timeout,
-            input=input,
+            [*enter, *argv], capture_output=True, text=True, check=check, timeout=timeout, input=input,
         )
 
     def popen(self, netns: str, *argv: str, log: Path | None = None) -> subprocess.Popen[str]:
@@ -273,9 +289,29 @@ class NetnsLab:
         self._procs.append(proc)
         return proc
 
+    def spawn(self, netns: str, *argv: str, log: Path) -> subprocess.Popen[str]:
+        """A background process (and its own session) in ``netns``'s network namespace only: unlike
+        ``ip netns exec`` it keeps the machine's mounts (cgroupfs, /run/netns), as a node's
+        containerd needs; output to ``log``; killed at :meth:`close` (its session's leftovers are
+        the caller's to clean up, e.g. with ``k8py killall``)."""
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{netns}", "--", *argv],
+                stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )
+        self._procs.append(proc)
+        return proc
+
     def relay_loopback(self, netns: str, port: int) -> LoopbackRelay:
         """Relay 127.0.0.1:``port`` in ``netns`` to 127.0.0.1:``port`` here (until :meth:`close`)."""
-        relay = LoopbackRelay(netns, port)
+        relay = LoopbackRelay(netns, None, port)
+        self._relays.append(relay)
+        return relay
+
+    def expose_loopback(self, netns: str, port: int) -> LoopbackRelay:
+        """Relay 127.0.0.1:``port`` here to 127.0.0.1:``port`` in ``netns`` (until :meth:`close`):
+        the test reaches a server that listens on a host namespace's loopback."""
+        relay = LoopbackRelay(None, netns, port)
         self._relays.append(relay)
         return relay
 

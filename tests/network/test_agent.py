@@ -24,6 +24,7 @@ from k8py.client.resources import NODES
 from k8py.network.agent import NetworkAgent
 from k8py.network.routes import (
     NAT_TABLE,
+    SERVICE_LINK,
     Route,
     desired_routes,
     nat_ruleset,
@@ -65,13 +66,15 @@ def test_desired_routes_host_gw_and_guards() -> None:
         Route("10.244.1.0/24", "192.168.1.11"),
         Route("10.244.2.0/24", "192.168.1.12"),
         Route("10.244.0.0/16", type="unreachable"),
-        Route("10.96.0.0/12", type="unreachable"),
+        Route("10.96.0.0/12", dev=SERVICE_LINK),
     }
     # the guards alone when this node is the only one (or its Node is not there yet)
-    assert desired_routes([], "a", cluster_cidr=CLUSTER_CIDR, service_cidr="10.96.0.1/12") == {
-        Route("10.244.0.0/16", type="unreachable"),
-        Route("10.96.0.0/12", type="unreachable"),
-    }
+    guards = desired_routes([], "a", cluster_cidr=CLUSTER_CIDR, service_cidr="10.96.0.1/12")
+    assert guards == {Route("10.244.0.0/16", type="unreachable"), Route("10.96.0.0/12", dev="k8py-svc")}
+    # the Service CIDR goes out of the dummy link, no gateway: a connect() from the node gets as far as
+    # kube-proxy's DNAT, where an `unreachable` route would fail it
+    assert sorted(str(r) for r in guards) == ["10.96.0.0/12 dev k8py-svc", "unreachable 10.244.0.0/16"]
+    assert str(Route("10.244.1.0/24", "192.168.1.11")) == "10.244.1.0/24 via 192.168.1.11"
 
 
 def test_desired_routes_conflicts_and_families() -> None:
@@ -84,9 +87,11 @@ def test_desired_routes_conflicts_and_families() -> None:
         dual,
         node("c", "10.244.1.0/24", "192.168.1.12"),  # claims b's range: b (first by name) keeps it
         node("d", "10.244.0.0/25", "192.168.1.13"),  # inside a's own range: never routed away
+        node("e", SERVICE_CIDR, "192.168.1.14"),  # the Service CIDR's route stays the dummy link's
     ]
     routes = desired_routes(nodes, "a", cluster_cidr=CLUSTER_CIDR, service_cidr=SERVICE_CIDR)
-    assert {r for r in routes if r.type == "unicast"} == {Route("10.244.1.0/24", "192.168.1.11")}
+    assert {r for r in routes if r.gateway is not None} == {Route("10.244.1.0/24", "192.168.1.11")}
+    assert Route(SERVICE_CIDR, dev=SERVICE_LINK) in routes
 
 
 def test_node_fields() -> None:
@@ -134,16 +139,29 @@ class Net:
 
     def expected(self, i: int) -> set[str]:
         peers = {f"{self.pod_cidrs[j]} via {h.ip}" for j, h in enumerate(self.hosts) if j != i}
-        return peers | {f"unreachable {CLUSTER_CIDR}", f"unreachable {SERVICE_CIDR}"}
+        return peers | GUARDS
 
     def nat_tables(self, host: Host) -> list[str]:
         return nft_tables(self.lab, host)
 
 
+GUARDS = {f"unreachable {CLUSTER_CIDR}", f"{SERVICE_CIDR} dev {SERVICE_LINK}"}
+
+
 def agent_routes(lab: NetnsLab, host: Host) -> set[str]:
     """The host's routes with the agent's protocol, as ``ip -j`` shows them."""
     out = lab.run(host.netns, "ip", "-j", "route", "show", "proto", "199").stdout
-    return {f"{r['dst']} via {r['gateway']}" if "gateway" in r else f"{r['type']} {r['dst']}" for r in json.loads(out)}
+    return {
+        f"{r['dst']} via {r['gateway']}" if "gateway" in r else f"{r['type']} {r['dst']}" if "type" in r
+        else f"{r['dst']} dev {r['dev']}"
+        for r in json.loads(out)
+    }
+
+
+def service_link(lab: NetnsLab, host: Host) -> dict[str, Any] | None:
+    """The agent's Service link in the host (``ip -j -d addr`` of it), if there is one."""
+    res = lab.run(host.netns, "ip", "-j", "-d", "addr", "show", "dev", SERVICE_LINK, check=False)
+    return json.loads(res.stdout)[0] if res.returncode == 0 else None
 
 
 def nft_tables(lab: NetnsLab, host: Host) -> list[str]:
@@ -186,7 +204,10 @@ async def net(cluster: Cluster) -> AsyncIterator[Net]:
             await agent.start()
         n = Net(lab, client, hosts, names, cidrs, agents, pods)
         for i, host in enumerate(hosts):
-            await eventually(lambda i=i, host=host: n.routes(host) == n.expected(i), what=f"routes of {host.name}")
+            await eventually(
+                lambda i=i, host=host: n.routes(host) == n.expected(i) and f"table ip {NAT_TABLE}" in n.nat_tables(host),
+                what=f"routes and NAT table of {host.name}",
+            )
         yield n
     finally:
         try:
@@ -195,6 +216,7 @@ async def net(cluster: Cluster) -> AsyncIterator[Net]:
                 await agent.cleanup()
             for host in hosts:
                 assert not agent_routes(lab, host) and f"table ip {NAT_TABLE}" not in nft_tables(lab, host)
+                assert service_link(lab, host) is None
         finally:
             for name in names:
                 await delete_node(client, name)
@@ -208,10 +230,21 @@ async def test_routes_and_nat_table_installed(net: Net) -> None:
         assert net.routes(host) == net.expected(i)
         assert f"table ip {NAT_TABLE}" in net.nat_tables(host)
         assert net.lab.run(host.netns, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+        link = service_link(net.lab, host)  # a dummy link (ifb where the kernel has no dummy driver), up, no address
+        assert link is not None and "UP" in link["flags"]
+        assert not [a for a in link["addr_info"] if a["family"] == "inet"]  # (IPv6 gives it a link-local one)
+        assert link["linkinfo"]["info_kind"] in ("dummy", "ifb")
     # a route removed behind the agent's back comes back at the next resync
     h0 = net.hosts[0]
     net.lab.run(h0.netns, "ip", "route", "del", net.pod_cidrs[1], "proto", "199")
     await eventually(lambda: net.routes(h0) == net.expected(0), what="the route restored")
+    # so does the Service route after its link is set down (the kernel drops the route) or deleted, or
+    # after it was replaced by the `unreachable` guard of an earlier agent (a stale route of ours)
+    for change in (("link", "set", SERVICE_LINK, "down"), ("link", "del", SERVICE_LINK),
+                   ("route", "replace", "unreachable", SERVICE_CIDR, "proto", "199")):
+        net.lab.run(h0.netns, "ip", *change)
+        assert f"{SERVICE_CIDR} dev {SERVICE_LINK}" not in net.routes(h0)
+        await eventually(lambda: net.routes(h0) == net.expected(0), what=f"the Service route restored after {change}")
 
 
 @requires_netns
@@ -227,24 +260,56 @@ async def test_pod_to_pod_across_hosts_without_nat(net: Net) -> None:
 
 
 @requires_netns
-async def test_unrouted_cluster_and_service_addresses_fail_on_the_node(net: Net) -> None:
+async def test_unrouted_cluster_and_service_addresses_stay_on_the_node(net: Net) -> None:
     lab, h0, p0 = net.lab, net.hosts[0], net.pods[0]
     unused, service = "10.244.250.7", "10.96.0.10"
     leaked = lab.count_lan("10.244.250.0/24", SERVICE_CIDR)
     control = lab.count_lan(net.pod_cidrs[1])  # proves the counting: pod-to-pod does cross the LAN
-    for dst in (unused, service):
-        # from the host itself: the route lookup fails (EHOSTUNREACH, an `unreachable` route), nothing is sent
-        res = lab.run(h0.netns, "ip", "route", "get", dst, check=False)
-        assert res.returncode != 0 and "no route to host" in res.stderr.lower()
-        res = await asyncio.to_thread(lab.ping, h0.netns, dst, 1)
-        assert res.returncode != 0 and "no route to host" in (res.stdout + res.stderr).lower()
-        # from a pod: the host answers with an ICMP host unreachable (one probe each: ICMP is rate-limited)
-        before = lab.snmp(h0.netns, "Icmp", "OutDestUnreachs")
-        assert await asyncio.to_thread(lab.tcp_connect, p0.netns, dst, 443) == "EHOSTUNREACH"
-        assert lab.snmp(h0.netns, "Icmp", "OutDestUnreachs") == before + 1
+    # an unknown pod address fails on the node; from the host itself the route lookup fails (EHOSTUNREACH,
+    # an `unreachable` route) and nothing is sent
+    res = lab.run(h0.netns, "ip", "route", "get", unused, check=False)
+    assert res.returncode != 0 and "no route to host" in res.stderr.lower()
+    res = await asyncio.to_thread(lab.ping, h0.netns, unused, 1)
+    assert res.returncode != 0 and "no route to host" in (res.stdout + res.stderr).lower()
+    # from a pod: the host answers with an ICMP host unreachable (one probe: ICMP is rate-limited)
+    before = lab.snmp(h0.netns, "Icmp", "OutDestUnreachs")
+    assert await asyncio.to_thread(lab.tcp_connect, p0.netns, unused, 443) == "EHOSTUNREACH"
+    assert lab.snmp(h0.netns, "Icmp", "OutDestUnreachs") == before + 1
+    # a Service address kube-proxy does not translate goes to the dummy link, which drops it: from the
+    # host the connect() gets a route (no EHOSTUNREACH: kube-proxy's OUTPUT DNAT would come next) and
+    # times out; from a pod it is dropped the same way, without an ICMP error
+    assert f"dev {SERVICE_LINK}" in lab.run(h0.netns, "ip", "route", "get", service).stdout
+    assert await asyncio.to_thread(lab.tcp_connect, h0.netns, service, 443) == "timeout"
+    before = lab.snmp(h0.netns, "Icmp", "OutDestUnreachs")
+    assert await asyncio.to_thread(lab.tcp_connect, p0.netns, service, 443) == "timeout"
+    assert lab.snmp(h0.netns, "Icmp", "OutDestUnreachs") == before
     assert (await asyncio.to_thread(lab.ping, p0.netns, net.pods[1].ip)).returncode == 0
     assert control.packets() > 0
     assert leaked.packets() == 0
+
+
+@requires_netns
+async def test_host_reaches_a_cluster_ip_kube_proxy_translates(net: Net) -> None:
+    """The kubeadm behaviour (`curl https://10.96.0.1` on a node): a connect() from the host to a ClusterIP
+    is routed to the Service link, DNATed in the nat OUTPUT hook (kube-proxy's job; here a table of the
+    test's) and routed again to the endpoint, a pod on this node or on another."""
+    lab, h0, (p0, p1) = net.lab, net.hosts[0], net.pods
+    vips = {"10.96.0.50": p0, "10.96.0.51": p1}
+    for pod in vips.values():
+        await asyncio.to_thread(lab.serve_peer, pod.netns, 8082)
+    rules = "".join(f"\t\tip daddr {vip} tcp dport 80 dnat to {pod.ip}:8082\n" for vip, pod in vips.items())
+    table = "k8pytest-dnat"
+    lab.run(h0.netns, "nft", "-f", "-", input=(
+        f"table ip {table} {{\n\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n"
+        f"{rules}\t}}\n}}\n"
+    ))
+    try:
+        for vip in vips:
+            assert await asyncio.to_thread(lab.peer_seen, h0.netns, vip, 80) == h0.ip
+            assert await asyncio.to_thread(lab.tcp_connect, h0.netns, vip, 80) == "ok"
+        assert await asyncio.to_thread(lab.tcp_connect, h0.netns, "10.96.0.50", 81) == "timeout"  # not translated
+    finally:
+        lab.run(h0.netns, "nft", "delete", "table", "ip", table)
 
 
 @requires_netns
@@ -323,7 +388,7 @@ async def test_network_agent_command(net: Net, cluster: Cluster, tmp_path: Path)
                 "--node-name", name, "--cluster-cidr", CLUSTER_CIDR, "--service-cluster-ip-range", SERVICE_CIDR]
         proc = lab.popen(h3.netns, *argv, log=tmp_path / "network-agent.log")
         expected = {f"{c} via {h.ip}" for c, h in zip(net.pod_cidrs, net.hosts, strict=True)}
-        expected |= {f"unreachable {CLUSTER_CIDR}", f"unreachable {SERVICE_CIDR}"}
+        expected |= GUARDS
         await eventually(
             lambda: agent_routes(lab, h3) == expected and f"table ip {NAT_TABLE}" in nft_tables(lab, h3)
             and "table inet k8py-netpol" in nft_tables(lab, h3),
@@ -333,10 +398,11 @@ async def test_network_agent_command(net: Net, cluster: Cluster, tmp_path: Path)
         await eventually(lambda: f"{cidr} via {h3.ip}" in agent_routes(lab, net.hosts[0]), what="h0's route to h3")
         proc.terminate()
         assert await asyncio.to_thread(proc.wait, 15) == 0, (tmp_path / "network-agent.log").read_text()
-        assert agent_routes(lab, h3) == expected  # stopping keeps the node's network up
+        assert agent_routes(lab, h3) == expected and service_link(lab, h3)  # stopping keeps the node's network up
         await NetworkAgent(
             net.client, name, cluster_cidr=CLUSTER_CIDR, service_cidr=SERVICE_CIDR, netns=h3.netns
         ).cleanup()
         assert agent_routes(lab, h3) == set() and f"table ip {NAT_TABLE}" not in nft_tables(lab, h3)
+        assert service_link(lab, h3) is None
     finally:
         await delete_node(net.client, name)

@@ -180,17 +180,50 @@ def write_oci_archive(
     return _digest(config)
 
 
+# wget -T SECS / --timeout=SECS through the timeout applet (see busybox_entries); any other argument
+# goes to the applet unchanged.
+WGET_TIMEOUT_WRAPPER = b"""#!/bin/sh
+t=
+for a do
+	shift
+	if [ "$t" = - ]; then t=$a; continue; fi
+	case $a in
+	-T | --timeout) t=- ;;
+	-T*) t=${a#-T} ;;
+	--timeout=*) t=${a#--timeout=} ;;
+	*) set -- "$@" "$a" ;;
+	esac
+done
+[ -n "$t" ] && exec /bin/busybox timeout "$t" /bin/busybox wget "$@"
+exec /bin/busybox wget "$@"
+"""
+NSSWITCH = b"passwd: files\ngroup: files\nhosts: files dns\n"
+
+
 def busybox_entries(busybox: Path = BUSYBOX) -> list[Entry]:
-    """/bin/busybox with a symlink per applet (``busybox --list-full``), /etc/passwd, /tmp."""
+    """/bin/busybox with a symlink per applet (``busybox --list-full``), /etc/passwd,
+    /etc/nsswitch.conf, /tmp, and a ``wget`` that takes a timeout.
+
+    Names resolve without shared libraries: busybox-static links glibc >= 2.34, whose ``files`` and
+    ``dns`` NSS modules are built into libc.a (no dlopen); /etc/nsswitch.conf pins /etc/hosts before
+    DNS. But Debian builds the wget applet without FEATURE_WGET_TIMEOUT, and it still parses ``-T N``
+    through a NULL pointer (a segfault, whatever the URL) and refuses ``--timeout``: the script
+    /usr/local/bin/wget, ahead of the applet on the image's PATH, runs it under ``timeout`` instead
+    (``wget`` in a busybox ``sh -c`` still gets the applet: that shell prefers its applets).
+    """
     applets = subprocess.run(
         [str(busybox), "--list-full"], capture_output=True, text=True, check=True
     ).stdout.split()
+    wget_help = subprocess.run([str(busybox), "wget", "--help"], capture_output=True, text=True).stderr
     entries = [Entry("bin/busybox", data=busybox.read_bytes())]
     entries += [Entry(path, link="/bin/busybox", mode=0o777) for path in applets if path != "bin/busybox"]
+    if "usr/bin/wget" in applets and "-T SEC" not in wget_help:
+        entries.append(Entry("usr/local/bin/wget", data=WGET_TIMEOUT_WRAPPER))
     entries += [
         Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
               mode=0o644),
         Entry("etc/group", data=b"root:x:0:\nnogroup:x:65534:\n", mode=0o644),
+        Entry("etc/nsswitch.conf", data=NSSWITCH, mode=0o644),
         Entry("root", mode=0o700),
         Entry("tmp", mode=0o1777),
     ]
