@@ -89,7 +89,7 @@ async def scenario(kubeconfig: Path, netns: str, args: argparse.Namespace) -> No
 
         config = ProxierConfig(hostname="bench-node", cluster_cidr="10.244.0.0/16", node_ips=[NODE_IP],
                                service_cidrs=["10.96.0.0/12"], min_sync_period=args.min_sync_period)
-        server = ProxyServer(client, config, command_prefix=prefix)
+        server = ProxyServer(client, config, netns=netns)
         results: list[SyncResult] = []
         server.proxier.sync_listeners.append(results.append)
         t0 = time.monotonic()
@@ -150,7 +150,7 @@ async def scenario(kubeconfig: Path, netns: str, args: argparse.Namespace) -> No
         print(f"  target p99 < 1000 ms: {'met' if pct(ms, 99) < 1000 else 'MISSED'}")
         await server.stop()
     finally:
-        await cleanup_leftovers(command_prefix=prefix)
+        await cleanup_leftovers(netns=netns)
         await client.close()
 
 

@@ -672,9 +672,8 @@ def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: 
 
     _setup_logging(verbose)
     progress = Progress()
-    prefix = ("ip", "netns", "exec", netns) if netns else ()
     if cleanup:
-        if not asyncio.run(cleanup_leftovers(command_prefix=prefix)):
+        if not asyncio.run(cleanup_leftovers(netns=netns)):
             raise click.ClickException("cleanup failed")
         progress.step("kube-proxy table deleted")
         return
@@ -694,7 +693,7 @@ def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: 
         if not port.isdigit():
             raise click.BadParameter(f"{metrics_bind_address!r} is not host:port", param_hint="--metrics-bind-address")
         metrics_address = (host.strip("[]") or "0.0.0.0", int(port))
-    server = ProxyServer(client, config, command_prefix=prefix, metrics_address=metrics_address)
+    server = ProxyServer(client, config, netns=netns, metrics_address=metrics_address)
 
     async def start() -> None:
         await server.start()

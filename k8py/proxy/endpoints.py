@@ -186,7 +186,6 @@ class UpdateEndpointsMapResult:
 
     updated_services: set[NamespacedName]
     last_change_trigger_times: dict[NamespacedName, list[datetime]]
-    deleted_udp_endpoints: list[tuple[ServicePortName, EndpointInfo]]
 
 
 class EndpointsChangeTracker:
@@ -228,16 +227,12 @@ def _trigger_time(endpoint_slice: Obj) -> datetime | None:
 
 def update_endpoints_map(endpoints_map: EndpointsMap, changes: EndpointsChangeTracker) -> UpdateEndpointsMapResult:
     """Apply the tracker's pending changes to ``endpoints_map`` (upstream EndpointsMap.Update)."""
-    result = UpdateEndpointsMapResult(set(), changes.last_change_trigger_times, [])
+    result = UpdateEndpointsMapResult(set(), changes.last_change_trigger_times)
     changes.last_change_trigger_times = {}
     for key, (previous, current) in changes.cache.checkout_changes().items():
         result.updated_services.add(key)
-        for name, eps in previous.items():
-            if name not in current:
-                endpoints_map.pop(name, None)
-            if name.protocol == "UDP":
-                now = {str(e) for e in current.get(name, ())}
-                result.deleted_udp_endpoints += [(name, e) for e in eps if str(e) not in now]
+        for name in previous.keys() - current.keys():
+            endpoints_map.pop(name, None)
         endpoints_map.update(current)
     return result
 

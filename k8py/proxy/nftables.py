@@ -20,6 +20,11 @@ import orjson
 NFT = "nft"
 
 
+def netns_exec(netns: str | None) -> tuple[str, ...]:
+    """The command prefix that runs a command in the named network namespace (none: our own)."""
+    return ("ip", "netns", "exec", netns) if netns else ()
+
+
 class NFTablesError(Exception):
     """``nft`` failed; ``not_found`` when it said the object does not exist."""
 

@@ -36,8 +36,12 @@ Unlike upstream, a partial sync does not list the table's chains and sets from t
 uses the names the previous successful transactions left, and full syncs re-read them. Nor
 does it recompute the elements of unchanged Services: each Service port's elements, chains
 and affinity sets are remembered (``service_rules``) and merely kept.
-Only IPv4 is programmed (no ``ip6 kube-proxy`` table); topology hints are ignored; stale UDP
-conntrack entries are not flushed.
+Once a sync's transaction is live, the stale conntrack entries of the UDP and SCTP Service
+ports it rewrote (every one after a full sync) are deleted in the background (``conntrack``):
+those DNATed to an endpoint no longer serving, or not DNATed at all (sent while the port had
+no endpoints), which would otherwise keep a client's flow off the current endpoints.
+
+Only IPv4 is programmed (no ``ip6 kube-proxy`` table); topology hints are ignored.
 """
 
 from __future__ import annotations
@@ -50,12 +54,13 @@ import hashlib
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
 
+from k8py.proxy import conntrack
 from k8py.proxy.endpoints import (
     EndpointInfo,
     EndpointsChangeTracker,
@@ -64,7 +69,7 @@ from k8py.proxy.endpoints import (
     update_endpoints_map,
 )
 from k8py.proxy.metrics import Metrics
-from k8py.proxy.nftables import NFTables, NFTablesError, Transaction
+from k8py.proxy.nftables import NFTables, NFTablesError, Transaction, netns_exec
 from k8py.proxy.serviceport import (
     NamespacedName,
     Obj,
@@ -329,9 +334,11 @@ class Proxier:
     ``on_endpoint_slices_synced``, each of which syncs once unconditionally, as upstream).
     """
 
-    def __init__(self, config: ProxierConfig, *, command_prefix: Sequence[str] = ()) -> None:
+    def __init__(self, config: ProxierConfig, *, netns: str | None = None) -> None:
+        """``netns``: the named network namespace to program (None: our own)."""
         self.config = config
-        self.nftables = NFTables(FAMILY, KUBE_PROXY_TABLE, command_prefix=command_prefix)
+        self.nftables = NFTables(FAMILY, KUBE_PROXY_TABLE, command_prefix=netns_exec(netns))
+        self.conntrack = conntrack.ConntrackCleaner(netns)
         self.service_changes = ServiceChangeTracker()
         self.endpoints_changes = EndpointsChangeTracker(config.hostname)
         self.svc_port_map: ServicePortMap = {}
@@ -402,6 +409,10 @@ class Proxier:
     async def loop(self) -> None:
         """Run the periodic and requested syncs until cancelled."""
         await self.sync_runner.loop()
+
+    async def close(self) -> None:
+        """Stop the background conntrack cleanup (the rules stay)."""
+        await self.conntrack.close()
 
     # ---- the sync ------------------------------------------------------------------------------
 
@@ -479,6 +490,9 @@ class Proxier:
         (m.sync_partial_proxy_rules_latency if try_partial else m.sync_full_proxy_rules_latency).observe(finished - start)
         m.sync_proxy_rules_last_timestamp.set_to_current_time()
         self._observe_latency(endpoints_result.last_change_trigger_times)
+        # after the latency: the rules are live, the cleanup is no part of programming them
+        self.conntrack.clean(conntrack.frontends(self.svc_port_map, self.endpoints_map,
+                                                 updated if try_partial else None, service_result.removed_ports))
         log.info("synced nftables (%s, %d Services rewritten, %d lines) in %.3fs",
                  "partial" if try_partial else "full", len(updated), len(tx), finished - start)
         result = SyncResult(not try_partial, updated, finished - start, finished - nft_start, finished, len(tx))
@@ -762,9 +776,9 @@ class Proxier:
                 log.debug("network programming of %s took %.3fs", svc, latency)
 
 
-async def cleanup_leftovers(*, command_prefix: Sequence[str] = ()) -> bool:
+async def cleanup_leftovers(*, netns: str | None = None) -> bool:
     """Delete the ``kube-proxy`` table (``kube-proxy --cleanup``); False if that failed."""
-    nft = NFTables(FAMILY, KUBE_PROXY_TABLE, command_prefix=command_prefix)
+    nft = NFTables(FAMILY, KUBE_PROXY_TABLE, command_prefix=netns_exec(netns))
     tx = nft.new_transaction()
     tx.delete_table()
     try:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -60,12 +59,12 @@ async def node_ips(client: RESTClient, node_name: str, *, attempts: int = 5) -> 
 class ProxyServer:
     """Informers -> Proxier; ``start()`` returns once the first (full) sync is done."""
 
-    def __init__(self, client: RESTClient, config: ProxierConfig, *, command_prefix: Sequence[str] = (),
+    def __init__(self, client: RESTClient, config: ProxierConfig, *, netns: str | None = None,
                  metrics_address: tuple[str, int] | None = None) -> None:
         """``metrics_address`` (host, port): where /metrics and /healthz are served (None: nowhere;
         port 0: any free port, then in ``metrics_port``)."""
         self.client = client
-        self.proxier = Proxier(config, command_prefix=command_prefix)
+        self.proxier = Proxier(config, netns=netns)
         self.factory = SharedInformerFactory(client)
         self.metrics_address = metrics_address
         self.metrics_port: int | None = None
@@ -107,6 +106,7 @@ class ProxyServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await self.factory.shutdown()
+        await self.proxier.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

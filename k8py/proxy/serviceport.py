@@ -138,10 +138,11 @@ class _ServiceChange:
 
 @dataclass
 class UpdateServiceMapResult:
-    """What :func:`update_service_map` changed: the Services to rewrite, UDP ClusterIPs gone."""
+    """What :func:`update_service_map` changed: the Services to rewrite, and the previous state
+    of the ports removed or changed (for the conntrack cleanup)."""
 
     updated_services: set[NamespacedName]
-    deleted_udp_cluster_ips: set[str]
+    removed_ports: list[ServicePortInfo]
 
 
 class ServiceChangeTracker:
@@ -176,13 +177,13 @@ class ServiceChangeTracker:
 
 def update_service_map(service_map: ServicePortMap, changes: ServiceChangeTracker) -> UpdateServiceMapResult:
     """Apply the tracker's pending changes to ``service_map`` (upstream ServicePortMap.Update)."""
-    result = UpdateServiceMapResult(set(), set())
+    result = UpdateServiceMapResult(set(), [])
     for key, change in changes.checkout().items():
         result.updated_services.add(key)
         for name, info in change.previous.items():
             if name not in change.current:
                 service_map.pop(name, None)
-                if info.protocol == "UDP":
-                    result.deleted_udp_cluster_ips.add(info.cluster_ip)
+            if change.current.get(name) != info:
+                result.removed_ports.append(info)
         service_map.update(change.current)
     return result

@@ -138,13 +138,13 @@ async def proxy(topology: Topology, client: RESTClient) -> AsyncIterator[ProxySe
     config = ProxierConfig(hostname=NODE, cluster_cidr="10.244.0.0/16", node_ips=[NODE_IP],
                            service_cidrs=["10.96.0.0/12"], min_sync_period=0.05)
     prefix = ("ip", "netns", "exec", topology.node)
-    server = ProxyServer(client, config, command_prefix=prefix)
+    server = ProxyServer(client, config, netns=topology.node)
     try:
         await server.start()
         yield server
     finally:
         await server.stop()
-        assert await cleanup_leftovers(command_prefix=prefix)
+        assert await cleanup_leftovers(netns=topology.node)
         out = subprocess.run([*prefix, "nft", "list", "tables"], capture_output=True, text=True).stdout
         assert "kube-proxy" not in out
 
@@ -365,7 +365,6 @@ async def test_cli_programs_and_cleans_up(api: Cluster, client: RESTClient) -> N
 
 async def test_nodeport_addresses_cidrs(topology: Topology) -> None:
     """--nodeport-addresses CIDRs select the namespace's own addresses in them."""
-    prefix = ("ip", "netns", "exec", topology.node)
     p = Proxier(ProxierConfig(hostname=NODE, nodeport_addresses=["10.199.0.0/24", "10.244.0.0/16"]),
-                command_prefix=prefix)
+                netns=topology.node)
     assert sorted(await p._nodeport_ips()) == [NODE_IP, GATEWAY]
