@@ -709,5 +709,15 @@ def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: 
     _serve(start, stop)
 
 
+def _kubeadm_commands() -> None:
+    from k8py.kubeadm.cmd import certs, init
+
+    main.add_command(init)
+    main.add_command(certs)
+
+
+_kubeadm_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -169,7 +169,7 @@ def create_ca(common_name: str = "kubernetes") -> CertificateAuthority:
 def _issue(
     ca: CertificateAuthority,
     subject: x509.Name,
-    usage: x509.ObjectIdentifier,
+    usages: Sequence[x509.ObjectIdentifier],
     san: x509.SubjectAlternativeName | None,
 ) -> CertKeyPair:
     key = generate_key()
@@ -200,7 +200,7 @@ def _issue(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(_ski(key), critical=False)
         .add_extension(aki, critical=False)
     )
@@ -217,19 +217,49 @@ def issue_serving_cert(
     ip_addresses: Iterable[str | IPAddress],
 ) -> CertKeyPair:
     """A serverAuth certificate for the given DNS names and IP addresses, valid 1 year."""
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
-    names += [x509.IPAddress(ip) for ip in dict.fromkeys(ipaddress.ip_address(a) for a in ip_addresses)]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    return _issue(ca, subject, ExtendedKeyUsageOID.SERVER_AUTH, x509.SubjectAlternativeName(names))
+    return issue_cert(ca, common_name, server=True, dns_names=dns_names, ip_addresses=ip_addresses)
 
 
 def issue_client_cert(
     ca: CertificateAuthority, common_name: str, organizations: Sequence[str] = ()
 ) -> CertKeyPair:
     """A clientAuth certificate: CN is the user name, each O a group; valid 1 year."""
+    return issue_cert(ca, common_name, organizations, client=True)
+
+
+def issue_cert(
+    ca: CertificateAuthority,
+    common_name: str,
+    organizations: Sequence[str] = (),
+    *,
+    server: bool = False,
+    client: bool = False,
+    dns_names: Iterable[str] = (),
+    ip_addresses: Iterable[str | IPAddress] = (),
+) -> CertKeyPair:
+    """A leaf certificate for serverAuth and/or clientAuth, with SANs when given; valid 1 year."""
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return _issue(ca, x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH, None)
+    usages = [u for u, wanted in ((ExtendedKeyUsageOID.SERVER_AUTH, server), (ExtendedKeyUsageOID.CLIENT_AUTH, client))
+              if wanted]
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
+    names += [x509.IPAddress(ip) for ip in dict.fromkeys(ipaddress.ip_address(a) for a in ip_addresses)]
+    return _issue(ca, x509.Name(attrs), usages, x509.SubjectAlternativeName(names) if names else None)
+
+
+def renew_cert(ca: CertificateAuthority, cert: x509.Certificate) -> CertKeyPair:
+    """A new key and certificate with ``cert``'s subject, extended key usages and SANs (kubeadm's renewal)."""
+    try:
+        usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = []
+    try:
+        san: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value
+    except x509.ExtensionNotFound:
+        san = None
+    return _issue(ca, cert.subject, usages, san)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
@@ -320,12 +350,19 @@ def ensure_pki(directory: Path, hostnames: Iterable[str] = (), ips: Iterable[str
         )
     if not _reusable_leaf(paths.admin_cert, paths.admin_key, ca):
         save_pair(issue_client_cert(ca, ADMIN_USER, [ADMIN_GROUP]), paths.admin_cert, paths.admin_key)
-    if load_service_account_key(paths) is None:
-        key = generate_key()
-        public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        atomic_write(paths.sa_key, key_pem(key), mode=0o600)
-        atomic_write(paths.sa_pub, public, mode=0o644)
+    ensure_service_account_key(paths)
     return paths
+
+
+def ensure_service_account_key(paths: PKIPaths) -> bool:
+    """Create the service account key pair (``sa.key``/``sa.pub``) unless a usable one exists; True if created."""
+    if load_service_account_key(paths) is not None:
+        return False
+    key = generate_key()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    atomic_write(paths.sa_key, key_pem(key), mode=0o600)
+    atomic_write(paths.sa_pub, public, mode=0o644)
+    return True
 
 
 def ensure_client_cert(directory: Path, stem: str, common_name: str, organizations: Sequence[str] = ()) -> CertKeyPair:

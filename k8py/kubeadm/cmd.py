@@ -1,0 +1,168 @@
+"""The kubeadm-like commands: `k8py init phase ...` and `k8py certs ...` (flags named as kubeadm's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from k8py.kubeadm.config import DEFAULT_CERT_DIR, KUBERNETES_DIR, ConfigError, InitConfig, load_config
+
+ETCD_DATA_DIR = Path("/var/lib/etcd")
+
+
+def _echo(message: str) -> None:
+    click.echo(message)
+
+
+def _init_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     default=None, help="A kubeadm configuration file (InitConfiguration, ClusterConfiguration)."),
+        click.option("--apiserver-advertise-address", default=None,
+                     help="The IP address the API server advertises (default: the default route's interface's)."),
+        click.option("--apiserver-bind-port", type=int, default=None, help="Port of the API server (6443)."),
+        click.option("--control-plane-endpoint", default=None, help="A stable host[:port] for the control plane."),
+        click.option("--pod-network-cidr", default=None, help="The pod network (default 10.244.0.0/16)."),
+        click.option("--service-cidr", default=None, help="The Service network (default 10.96.0.0/12)."),
+        click.option("--service-dns-domain", default=None, help="The cluster domain (default cluster.local)."),
+        click.option("--node-name", default=None, help="The node's name (default: the host name)."),
+        click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help=f"Where certificates are kept (default {DEFAULT_CERT_DIR})."),
+        click.option("--kubeconfig-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help=f"Where kubeconfig files are written (default {KUBERNETES_DIR})."),
+        click.option("--apiserver-cert-extra-sans", default="", help="Extra SANs of the API server certificate."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _config(config_file: Path | None, apiserver_advertise_address: str | None, apiserver_bind_port: int | None,
+            control_plane_endpoint: str | None, pod_network_cidr: str | None, service_cidr: str | None,
+            service_dns_domain: str | None, node_name: str | None, cert_dir: Path | None,
+            kubeconfig_dir: Path | None, apiserver_cert_extra_sans: str) -> InitConfig:
+    config = InitConfig()
+    try:
+        if config_file is not None:
+            load_config(config_file, config)
+        for attr, value in (
+            ("advertise_address", apiserver_advertise_address),
+            ("bind_port", apiserver_bind_port),
+            ("control_plane_endpoint", control_plane_endpoint),
+            ("pod_subnet", pod_network_cidr),
+            ("service_subnet", service_cidr),
+            ("dns_domain", service_dns_domain),
+            ("node_name", node_name.lower() if node_name else None),
+            ("cert_dir", cert_dir),
+            ("kubernetes_dir", kubeconfig_dir),
+        ):
+            if value is not None:
+                setattr(config, attr, value)
+        if kubeconfig_dir is not None and cert_dir is None and config_file is None:
+            config.cert_dir = kubeconfig_dir / "pki"
+        config.apiserver_cert_sans += [s for s in apiserver_cert_extra_sans.split(",") if s]
+        config.validate()
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    return config
+
+
+@click.group("init")
+def init() -> None:
+    """Set up a control-plane node like `kubeadm init` (so far: its phases, one by one)."""
+
+
+@init.group("phase")
+def phase() -> None:
+    """Run one phase of `k8py init`."""
+
+
+@phase.command("preflight")
+@_init_options
+@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
+def phase_preflight(ignore_preflight_errors: str, **options: Any) -> None:
+    """Check that this host can become a control-plane node."""
+    from k8py.kubeadm.preflight import PreflightError, init_checks, report
+
+    config = _config(**options)
+    _echo("[preflight] Running pre-flight checks")
+    try:
+        for line in report(init_checks(config, ETCD_DATA_DIR), set(filter(None, ignore_preflight_errors.split(",")))):
+            click.echo(line, err=True)
+    except PreflightError as e:
+        raise click.ClickException(f"error execution phase preflight: {e}") from None
+
+
+@phase.command("certs")
+@_init_options
+def phase_certs(**options: Any) -> None:
+    """Generate the certificates and keys (CAs, API server, etcd, front proxy, service accounts)."""
+    from k8py.kubeadm.certs import create_certs
+
+    create_certs(_config(**options), _echo)
+
+
+@phase.command("kubeconfig")
+@_init_options
+def phase_kubeconfig(**options: Any) -> None:
+    """Write admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf and kubelet.conf."""
+    from k8py.bootstrap.pki import load_ca
+    from k8py.kubeadm.certs import paths
+    from k8py.kubeadm.kubeconfigs import create_kubeconfigs
+
+    config = _config(**options)
+    try:
+        ca = load_ca(*paths(config.cert_dir, "ca"))
+    except OSError as e:
+        raise click.ClickException(f"no cluster CA in {config.cert_dir} ({e.strerror}): run `k8py init phase certs`") from None
+    try:
+        create_kubeconfigs(config, ca, _echo)
+    except FileExistsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _dirs(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--kubeconfig-dir", type=click.Path(file_okay=False, path_type=Path), default=KUBERNETES_DIR,
+                     show_default=True, help="Where the kubeconfig files are.")(f)
+    return click.option("--cert-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Where the certificates are (default: <kubeconfig-dir>/pki).")(f)
+
+
+@click.group("certs")
+def certs() -> None:
+    """The control plane's certificates (like `kubeadm certs`)."""
+
+
+@certs.command("check-expiration")
+@_dirs
+def certs_check_expiration(cert_dir: Path | None, kubeconfig_dir: Path) -> None:
+    """When each certificate and CA expires."""
+    from k8py.kubeadm.renewal import check_expiration
+
+    cert_dir = cert_dir or kubeconfig_dir / "pki"
+    if not (cert_dir / "ca.crt").exists():
+        raise click.ClickException(f"no cluster CA in {cert_dir}: is this a control-plane node (`k8py init`)?")
+    click.echo(check_expiration(cert_dir, kubeconfig_dir), nl=False)
+
+
+@certs.command("renew")
+@click.argument("names", nargs=-1, required=True)
+@_dirs
+def certs_renew(names: tuple[str, ...], cert_dir: Path | None, kubeconfig_dir: Path) -> None:
+    """Renew certificates: `all`, or names from `k8py certs check-expiration` (apiserver, admin.conf...)."""
+    from k8py.kubeadm.renewal import renew
+
+    cert_dir = cert_dir or kubeconfig_dir / "pki"
+    try:
+        lines = renew(list(names), cert_dir, kubeconfig_dir)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="NAMES") from None
+    except OSError as e:
+        raise click.ClickException(f"{e.filename}: {e.strerror}") from None
+    for line in lines:
+        click.echo(line)
+    click.echo("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
+               "kube-scheduler and etcd, so that they can use the new certificates.")
