@@ -311,3 +311,31 @@ def test_sidecar_and_lifecycle_hooks(node: Node, tmp_path: Path) -> None:
     assert node.cluster.kubectl("get", "pod", "hooked").stdout.split("\n")[1].split()[1] == "2/2"
     node.cluster.kubectl("delete", "pod", "hooked", "--wait=true", timeout=30)
     assert stopping.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+def test_volumes_are_mounted_where_the_container_wants_them(node: Node, tmp_path: Path) -> None:
+    """As root, a container's mounts (a ConfigMap read-only at a path of its choosing, the service
+    account token) are bind-mounted in a mount namespace of its own: the host sees none of them."""
+    target = Path(f"/tmp/k8pytest-mnt-{os.getpid()}")
+    node.cluster.kubectl("create", "configmap", "mounted", "--from-literal=greeting=hello")
+    wait_for(lambda: node.cluster.kubectl("get", "sa", "default", check=False).returncode == 0, timeout=10, what="SA")
+    out = tmp_path / "seen"
+    script = (f"cat {target}/cfg/greeting > {out}; echo >> {out}; "
+              f"cat /var/run/secrets/kubernetes.io/serviceaccount/namespace >> {out}; echo >> {out}; "
+              f"touch {target}/cfg/x 2>/dev/null || echo read-only >> {out}; exec sleep 600")
+    try:
+        _apply(node, "mounted", {
+            "containers": [_sh(script, volumeMounts=[{"name": "cfg", "mountPath": f"{target}/cfg", "readOnly": True}])],
+            "volumes": [{"name": "cfg", "configMap": {"name": "mounted"}}],
+        })
+        wait_for(lambda: out.exists() and out.read_text().count("\n") >= 3, timeout=15, what="the container's view")
+        assert out.read_text().splitlines() == ["hello", "default", "read-only"]
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert f" {target}/cfg " not in mounts and "serviceaccount" not in mounts
+    finally:
+        node.cluster.kubectl("delete", "pod", "mounted", "--grace-period=0", "--force", check=False)
+        node.cluster.kubectl("delete", "configmap", "mounted", check=False)
+        if target.exists():
+            (target / "cfg").rmdir()
+            target.rmdir()

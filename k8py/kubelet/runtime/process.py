@@ -15,8 +15,13 @@ State (one JSON file per sandbox and container under ``state_dir``) lets a resta
 the processes it had started: a live one is recognised by pid + start time; the exit code of an
 adopted process that ends is unknown (it is no longer our child) and is reported as such.
 
-Limits: mounts are not applied unless the host path is the container path (no mount namespace),
-and requests/limits set no cgroups (no OOMKilled).
+Mounts: as root, a container whose mounts put a host path somewhere else (a projected service
+account token at /var/run/secrets/kubernetes.io/serviceaccount, a ConfigMap volume...) runs in a
+mount namespace of its own (``unshare --mount``, propagation slave) where each is bind-mounted
+(read-only when asked) before the command is exec'd; a missing mount point is created on the host
+(a directory, or an empty file for a file), as a container runtime creates it in the rootfs.
+Without root, only mounts whose host path is the container path take effect. Requests/limits set
+no cgroups (no OOMKilled).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import datetime as dt
 import logging
 import os
 import pty
+import shutil
 import signal
 import struct
 import termios
@@ -304,22 +310,29 @@ class ProcessRuntime(NoImages):
         if c.state != ContainerState.CREATED:
             raise CRIError(f"container {container_id} is not in created state")
         cfg = c.config
+        env = _environ(cfg)
+        argv = [*cfg.command, *cfg.args]
+        if binds := _binds(cfg.mounts):
+            if shutil.which(argv[0], path=env["PATH"]) is None:  # what exec would fail with, said before unshare
+                argv = [argv[0]]
+            else:
+                argv = ["unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c", _MOUNT_SCRIPT,
+                        "k8py-mounts", *binds, "--", *argv]
         out = os.open(self._raw(c, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         err = os.open(self._raw(c, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cfg.command,
-                *cfg.args,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=cfg.working_dir or None,
-                env=_environ(cfg),
+                env=env,
                 start_new_session=True,
             )
         except OSError as e:
             c.state, c.exit_code, c.reason = ContainerState.EXITED, 128, "StartError"
-            c.message = f"failed to start {[*cfg.command, *cfg.args][0]!r}: {e.strerror or e}"
+            c.message = f"failed to start {argv[0]!r}: {e.strerror or e}"
             c.finished_at = now_ns()
             self._save_container(c)
             raise CRIError(c.message, reason="StartError") from e
@@ -618,6 +631,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# Run by /bin/sh in the container's new mount namespace: "$@" is  SRC DST ro|rw ... -- COMMAND...
+_MOUNT_SCRIPT = """set -e
+while [ "$1" != -- ]; do
+    if [ -d "$1" ]; then mkdir -p "$2"; elif [ ! -e "$2" ]; then mkdir -p "$(dirname "$2")"; : > "$2"; fi
+    mount --bind "$1" "$2"
+    if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
+    shift 3
+done
+shift
+exec "$@"
+"""
+
+
+def _binds(mounts: list[Mount]) -> list[str]:
+    """``SRC DST ro|rw`` triples for the mounts that need a mount namespace (none without root)."""
+    if os.geteuid() != 0:
+        return []
+    binds: list[str] = []
+    for m in mounts:
+        if m.host_path and os.path.realpath(m.host_path) != os.path.realpath(m.container_path):
+            binds += [m.host_path, m.container_path, "ro" if m.readonly else "rw"]
+    return binds
 
 
 def _environ(cfg: ContainerConfig) -> dict[str, str]:
