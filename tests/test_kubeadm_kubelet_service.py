@@ -1,0 +1,94 @@
+"""The kubelet as a host service without systemd: k8py's supervisor (restart on exit, clean stop)
+and the kubeadm-flags.env / systemd unit files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from k8py.kubeadm import kubeletservice
+from k8py.kubeadm.layout import Layout
+from tests.conftest import wait_for
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_supervisor_restarts_its_command_and_stops_it(tmp_path: Path) -> None:
+    pidfile, log, starts = tmp_path / "s.pid", tmp_path / "s.log", tmp_path / "starts"
+    script = f"echo start >> {starts}; echo out; sleep 0.2; exit 3"
+    sup = subprocess.Popen([sys.executable, "-m", "k8py.kubeadm.supervise", "--pidfile", str(pidfile),
+                            "--log", str(log), "--", "sh", "-c", script])
+    try:
+        wait_for(lambda: starts.exists() and starts.read_text().count("start") >= 2, timeout=10, what="a restart")
+        assert int(pidfile.read_text()) == sup.pid
+        text = log.read_text()
+        assert "out\n" in text and "exited (3); restarting in 1s" in text
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(timeout=10) == 0
+        assert not pidfile.exists()
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
+
+
+def test_supervisor_stop_ends_the_child(tmp_path: Path) -> None:
+    """SIGTERM to the supervisor reaches its running child, which is gone when the supervisor exits."""
+    pidfile, child_pid = tmp_path / "s.pid", tmp_path / "child"
+    sup = subprocess.Popen([sys.executable, "-m", "k8py.kubeadm.supervise", "--pidfile", str(pidfile),
+                            "--log", str(tmp_path / "log"), "--", "sh", "-c", f"echo $$ > {child_pid}; exec sleep 600"])
+    try:
+        wait_for(lambda: child_pid.exists() and child_pid.read_text().strip(), timeout=10, what="child started")
+        pid = int(child_pid.read_text())
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(timeout=10) == 0
+        wait_for(lambda: not _alive(pid), timeout=5, what="the child gone")
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
+
+
+def test_kubelet_service_without_systemd(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    assert not kubeletservice.uses_systemd(layout)  # only the host's own root uses systemd
+    flags = ["--kubeconfig", str(tmp_path / "missing.conf"), "--node-name", "n 1", "--runtime", "simulated"]
+    kubeletservice.write_flags(layout, flags)
+    assert kubeletservice.read_flags(layout) == flags
+    lines: list[str] = []
+    kubeletservice.start(layout, lines.append)
+    try:
+        pid = kubeletservice.supervisor_pid(layout)
+        assert pid is not None and "supervised, no systemd" in lines[0]
+        log = layout.log_dir / "kubelet.log"
+        # the kubelet fails at once without its kubeconfig: the supervisor records it and restarts it
+        wait_for(lambda: log.exists() and "restarting in" in log.read_text(), timeout=20, what="a kubelet restart")
+        assert "missing.conf" in log.read_text()
+    finally:
+        assert kubeletservice.stop(layout)
+    assert kubeletservice.supervisor_pid(layout) is None
+    wait_for(lambda: not _alive(pid), timeout=5, what="the supervisor gone")
+    assert not kubeletservice.stop(layout)
+
+
+def test_systemd_unit_and_flags_file(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    unit = kubeletservice.unit_text(layout)
+    assert f"EnvironmentFile=-{tmp_path}/var/lib/kubelet/kubeadm-flags.env" in unit
+    assert f"ExecStart={sys.executable} -m k8py.cli kubelet $KUBELET_KUBEADM_ARGS" in unit
+    assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
+    kubeletservice.write_flags(layout, ["--node-labels", "a=b,c=d", "--x", "it's"])
+    text = layout.kubelet_flags_file.read_text()
+    assert text.startswith("KUBELET_KUBEADM_ARGS=")
+    # the file is what systemd's EnvironmentFile and a shell both read back to the same arguments
+    out = subprocess.run(["sh", "-c", f". {layout.kubelet_flags_file}; printf '%s' \"$KUBELET_KUBEADM_ARGS\""],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "--node-labels a=b,c=d --x 'it'\"'\"'s'"
