@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -83,6 +84,64 @@ def _kubeconfig_client(kubeconfig: Path | None, component: str, **options: Any) 
         raise click.ClickException(str(e)) from None
 
 
+def _authorization_modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from k8py.apiserver.authorization import parse_modes
+
+    try:
+        return parse_modes(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+AUTHORIZATION_MODE_HELP = (
+    "Comma-separated authorizers, in order (kube-apiserver's flag): AlwaysAllow, AlwaysDeny, RBAC. "
+    "AlwaysAllow stays the default because not every k8py component's own identity is covered by "
+    "the bootstrap RBAC policy yet (the controller manager runs as one user, not per-controller service accounts)."
+)
+
+
+def _checked_file(load: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], str]:
+    """An option callback: the file must load (audit policy, encryption configuration)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if value:
+            try:
+                load(value)
+            except ValueError as e:
+                raise click.BadParameter(str(e)) from None
+        return value
+
+    return check
+
+
+def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """kube-apiserver's --audit-* and --encryption-provider-config flags, given to the command as one
+    `audit_encryption` argument: APIServerConfig fields."""
+    from k8py.apiserver.audit import load_policy
+    from k8py.storage.encryption import load_config
+
+    options = [
+        click.option("--audit-policy-file", default="", callback=_checked_file(load_policy),
+                     help="An audit.k8s.io/v1 Policy: which requests are audited at which level."),
+        click.option("--audit-log-path", default="", help="Where audit events go, as JSON lines ('-': stdout)."),
+        click.option("--audit-log-maxsize", type=int, default=0, help="MB of audit log before rotation (0: 100)."),
+        click.option("--audit-log-maxbackup", type=int, default=0, help="Rotated audit logs kept (0: all)."),
+        click.option("--audit-log-maxage", type=int, default=0, help="Days rotated audit logs are kept (0: forever)."),
+        click.option("--encryption-provider-config", default="", callback=_checked_file(load_config),
+                     help="An apiserver.config.k8s.io/v1 EncryptionConfiguration: encryption at rest."),
+    ]
+    names = ("audit_policy_file", "audit_log_path", "audit_log_maxsize", "audit_log_maxbackup", "audit_log_maxage",
+             "encryption_provider_config")
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        return f(*args, audit_encryption={n: kwargs.pop(n) for n in names}, **kwargs)
+
+    for opt in reversed(options):
+        command = opt(command)
+    return command
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -123,13 +182,17 @@ def main() -> None:
 @click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
 @click.option("--metric-resolution", type=float, default=15.0, show_default=True,
               help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
+@click.option("--authorization-mode", "authorization_modes", default="AlwaysAllow", show_default=True,
+              callback=_authorization_modes, help=AUTHORIZATION_MODE_HELP)
+@_audit_encryption_options
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, resolv_conf: Path,
        compaction_interval: float, compaction_retain: int,
        disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
        runtime: str | None, node_name: str | None, kubelet_port: int, disable_network: bool,
        disable_metrics_server: bool,
-       metric_resolution: float, verbose: bool) -> None:
+       metric_resolution: float, authorization_modes: tuple[str, ...], audit_encryption: dict[str, Any],
+       verbose: bool) -> None:
     """Run a whole single-node cluster in the foreground (Ctrl-C stops it)."""
     from k8py.cluster import Cluster
 
@@ -138,6 +201,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
     config = APIServerConfig(
         port=port, service_cidr=service_cidr, compaction_interval=compaction_interval, compaction_retain=compaction_retain,
         metrics_server=not disable_metrics_server, metric_resolution=metric_resolution,
+        authorization_modes=authorization_modes, **audit_encryption,
     )
     cluster = Cluster(
         data_dir or data_dir_default(),
@@ -178,9 +242,13 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
 @click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
 @click.option("--metric-resolution", type=float, default=15.0, show_default=True,
               help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
+@click.option("--authorization-mode", "authorization_modes", default="AlwaysAllow", show_default=True,
+              callback=_authorization_modes, help=AUTHORIZATION_MODE_HELP)
+@_audit_encryption_options
 @click.option("-v", "--verbose", is_flag=True)
 def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str,
-              disable_metrics_server: bool, metric_resolution: float, verbose: bool) -> None:
+              disable_metrics_server: bool, metric_resolution: float, authorization_modes: tuple[str, ...],
+              audit_encryption: dict[str, Any], verbose: bool) -> None:
     """Run the API server alone (kube-apiserver)."""
     from k8py.cluster import start_apiserver
 
@@ -188,7 +256,8 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
     progress = Progress()
     base = data_dir or data_dir_default()
     config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr,
-                             metrics_server=not disable_metrics_server, metric_resolution=metric_resolution)
+                             metrics_server=not disable_metrics_server, metric_resolution=metric_resolution,
+                             authorization_modes=authorization_modes, **audit_encryption)
     holder: list = []
 
     async def start() -> None:
@@ -274,6 +343,12 @@ def _key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
               help="CA bundle published in every namespace as kube-root-ca.crt (default: the kubeconfig's CA).")
 @click.option("--terminated-pod-gc-threshold", type=int, default=12500, show_default=True,
               help="Terminated pods kept before the pod garbage collector deletes the oldest (0: no limit).")
+@click.option("--cluster-signing-cert-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The CA certificate csrsigning issues certificates with (default: <data-dir>/pki/ca.crt if present).")
+@click.option("--cluster-signing-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The key of --cluster-signing-cert-file (default: <data-dir>/pki/ca.key if present).")
+@click.option("--cluster-signing-duration", default="8760h", show_default=True,
+              help="The longest a signed certificate lasts (a Go duration).")
 @click.option("--controller-option", "controller_options", multiple=True, metavar="KEY=VALUE",
               help="A controller knob (Options.extra), e.g. podgc-quarantine=2; repeatable, for tests.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
@@ -282,12 +357,22 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
                        allocate_node_cidrs: bool, node_cidr_mask_size: int, node_monitor_grace_period: float,
                        root_ca_file: str | None, leader_elect: bool, verbose: bool,
                        terminated_pod_gc_threshold: int = 12500, controller_options: tuple[str, ...] = (),
-                       node_monitor_period: float = 5.0, node_startup_grace_period: float = 60.0) -> None:
+                       node_monitor_period: float = 5.0, node_startup_grace_period: float = 60.0,
+                       cluster_signing_cert_file: str | None = None, cluster_signing_key_file: str | None = None,
+                       cluster_signing_duration: str = "8760h") -> None:
     """Run the controllers (kube-controller-manager)."""
     from k8py.client import ConfigError, RESTClient
+    from k8py.controllers.cron import parse_duration
     from k8py.controllers.manager import ControllerManager, Options, UnknownController
 
     _setup_logging(verbose)
+    try:
+        signing_duration = parse_duration(cluster_signing_duration)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--cluster-signing-duration") from None
+    pki = data_dir_default() / "pki"
+    if cluster_signing_cert_file is None and (pki / "ca.crt").exists() and (pki / "ca.key").exists():
+        cluster_signing_cert_file, cluster_signing_key_file = str(pki / "ca.crt"), str(pki / "ca.key")
     progress = Progress()
     options = Options(
         cluster_cidr=cluster_cidr,
@@ -300,6 +385,9 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
         terminated_pod_gc_threshold=terminated_pod_gc_threshold,
         extra=_key_values(controller_options, "--controller-option"),
         root_ca_file=root_ca_file,
+        cluster_signing_cert_file=cluster_signing_cert_file,
+        cluster_signing_key_file=cluster_signing_key_file,
+        cluster_signing_duration=signing_duration,
     )
     try:
         client = RESTClient.from_kubeconfig(kubeconfig, component="kube-controller-manager")
@@ -427,27 +515,43 @@ def hollow_nodes(kubeconfig: Path | None, count: int, prefix: str, cpu: str, mem
               help="Hard eviction thresholds: signal<quantity|percent[,...].")
 @click.option("--eviction-interval", type=float, default=10.0, hidden=True,
               help="Seconds between the eviction manager's looks at the signals.")
+@click.option("--bootstrap-kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Credentials to request a client certificate with (by CSR) when --kubeconfig is missing or expired; "
+                   "--kubeconfig (default <root-dir>/kubeconfig) is then written.")
+@click.option("--rotate-certificates", is_flag=True, help="Renew the client certificate by CSR as it nears expiry.")
+@click.option("--rotate-server-certificates", is_flag=True,
+              help="Get the serving certificate by CSR (signer kubernetes.io/kubelet-serving) and renew it.")
 @click.option("-v", "--verbose", is_flag=True)
 def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | None, runtime: str | None,
             pod_manifest_path: Path | None, node_ip: str | None, port: int, cluster_dns: str, cluster_domain: str,
             resolv_conf: Path, max_pods: int, node_labels: str, system_reserved: str, simulated_job_seconds: float,
-            eviction_hard: str, eviction_interval: float, verbose: bool) -> None:
+            eviction_hard: str, eviction_interval: float, verbose: bool, bootstrap_kubeconfig: Path | None = None,
+            rotate_certificates: bool = False, rotate_server_certificates: bool = False) -> None:
     """Run the node agent: register the Node and run the pods bound to it."""
     import socket
 
+    from k8py.client import ConfigError
     from k8py.kubelet.app import KubeletApp, choose_runtime
+    from k8py.kubelet.certificate import CertificateError, CertificateOptions
     from k8py.kubelet.eviction import parse_thresholds
     from k8py.kubelet.kubelet import KubeletConfig
     from k8py.netutil import primary_ip
 
     _setup_logging(verbose)
     progress = Progress()
-    client = _kubeconfig_client(kubeconfig, component="kubelet")
+    root = (root_dir or data_dir_default() / "kubelet").absolute()
+    if bootstrap_kubeconfig is not None:
+        kubeconfig = kubeconfig or root / "kubeconfig"
+    elif rotate_certificates and kubeconfig is None:
+        raise click.BadParameter("--rotate-certificates needs --kubeconfig", param_hint="--kubeconfig")
+    certificates = CertificateOptions(kubeconfig, bootstrap_kubeconfig, rotate_certificates, rotate_server_certificates)
+    # with a certificate to bootstrap or rotate, the kubelet makes its client itself
+    client = None if bootstrap_kubeconfig or rotate_certificates else _kubeconfig_client(kubeconfig, component="kubelet")
     chosen, why = choose_runtime(runtime)
     progress.step(f"runtime: {chosen} ({why})")
     config = KubeletConfig(
         node_name=(node_name or socket.gethostname()).lower(),
-        root_dir=(root_dir or data_dir_default() / "kubelet").absolute(),
+        root_dir=root,
         host_ip=node_ip or primary_ip(),
         port=port,
         pod_manifest_path=pod_manifest_path.absolute() if pod_manifest_path else None,
@@ -464,13 +568,15 @@ def kubelet(kubeconfig: Path | None, node_name: str | None, root_dir: Path | Non
         parse_thresholds(eviction_hard)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--eviction-hard") from None
-    app = KubeletApp(client, config, chosen, progress=progress.step, simulated_job_seconds=simulated_job_seconds)
+    app = KubeletApp(client, config, chosen, progress=progress.step, simulated_job_seconds=simulated_job_seconds,
+                     certificates=certificates)
 
     async def stop() -> None:
         await app.stop()
-        await client.close()
+        if app.client is not None:
+            await app.client.close()
 
-    _serve(app.start, stop)
+    _serve(app.start, stop, (OSError, ConfigError, CertificateError))
 
 
 def _kubelet_root(data_dir: Path | None, root_dir: Path | None) -> Path:
@@ -709,11 +815,108 @@ def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: 
     _serve(start, stop)
 
 
+@main.group("token")
+def token_group() -> None:
+    """Manage bootstrap tokens (kubeadm token): Secrets in kube-system that nodes join with."""
+
+
+_token_kubeconfig = click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                                 help="An admin's kubeconfig (default: $KUBECONFIG, else ~/.kube/config).")
+
+
+def _token_call(kubeconfig: Path | None, call: Callable[[RESTClient], Awaitable[Any]]) -> Any:
+    from k8py.bootstrap.token import TokenError
+    from k8py.client import ClientError
+
+    client = _kubeconfig_client(kubeconfig, component="k8py-token")
+
+    async def main() -> Any:
+        async with client:
+            return await call(client)
+
+    try:
+        return asyncio.run(main())
+    except (TokenError, ClientError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+@token_group.command("generate")
+def token_generate() -> None:
+    """Print a random token, without creating it on the server."""
+    from k8py.bootstrap.token import generate_token
+
+    click.echo(generate_token())
+
+
+@token_group.command("create")
+@click.argument("token", required=False, metavar="[TOKEN]")
+@_token_kubeconfig
+@click.option("--ttl", default="24h0m0s", show_default=True,
+              help="The duration before the token is automatically deleted (e.g. 1s, 2m, 3h); 0: never expires.")
+@click.option("--usages", default="signing,authentication", show_default=True,
+              help="Comma-separated ways the token may be used: signing, authentication.")
+@click.option("--groups", default="system:bootstrappers:kubeadm:default-node-token", show_default=True,
+              help="Comma-separated extra groups the token authenticates as (system:bootstrappers:...).")
+@click.option("--description", default="", help="A human friendly description of the token's use.")
+@click.option("--print-join-command", is_flag=True, help="Print the whole `k8py join` command instead of the token.")
+def token_create(token: str | None, kubeconfig: Path | None, ttl: str, usages: str, groups: str, description: str,
+                 print_join_command: bool) -> None:
+    """Create a bootstrap token (generated unless TOKEN is given) and print it."""
+    from k8py.bootstrap import token as bt
+    from k8py.controllers.cron import parse_duration
+
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--ttl") from None
+
+    async def create(client: RESTClient) -> str:
+        return await bt.create_token(client, token, ttl=seconds, description=description,
+                                     usages=[u for u in usages.split(",") if u], groups=[g for g in groups.split(",") if g])
+
+    created = _token_call(kubeconfig, create)
+    if print_join_command:
+        from k8py.client import ConfigError, load_kubeconfig
+
+        try:
+            created = bt.join_command(load_kubeconfig(kubeconfig), created)
+        except (ConfigError, bt.TokenError) as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(created)
+
+
+@token_group.command("list")
+@_token_kubeconfig
+def token_list(kubeconfig: Path | None) -> None:
+    """List the bootstrap tokens (kubeadm's columns)."""
+    from k8py.bootstrap.token import list_tokens
+
+    table, problems = _token_call(kubeconfig, list_tokens)
+    for problem in problems:
+        click.echo(problem, err=True)
+    click.echo(table, nl=False)
+
+
+@token_group.command("delete")
+@click.argument("tokens", nargs=-1, required=True, metavar="TOKEN-OR-ID...")
+@_token_kubeconfig
+def token_delete(tokens: tuple[str, ...], kubeconfig: Path | None) -> None:
+    """Delete bootstrap tokens, each given as the token or its id."""
+    from k8py.bootstrap.token import delete_tokens
+
+    async def delete(client: RESTClient) -> list[str]:
+        return await delete_tokens(client, tokens)
+
+    for line in _token_call(kubeconfig, delete):
+        click.echo(line)
+
+
 def _kubeadm_commands() -> None:
-    from k8py.kubeadm.cmd import certs, init
+    from k8py.kubeadm.cmd import certs, init, reset
 
     main.add_command(init)
     main.add_command(certs)
+    main.add_command(reset)
 
 
 _kubeadm_commands()

@@ -3,10 +3,13 @@ and the kubeadm-flags.env / systemd unit files."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from k8py.kubeadm import kubeletservice
 from k8py.kubeadm.layout import Layout
@@ -92,3 +95,45 @@ def test_systemd_unit_and_flags_file(tmp_path: Path) -> None:
     out = subprocess.run(["sh", "-c", f". {layout.kubelet_flags_file}; printf '%s' \"$KUBELET_KUBEADM_ARGS\""],
                          capture_output=True, text=True, check=True).stdout
     assert out == "--node-labels a=b,c=d --x 'it'\"'\"'s'"
+
+
+def _k8py(*args: str, input: str | None = None, netns: bool = False) -> subprocess.CompletedProcess[str]:
+    prefix = ["unshare", "--net"] if netns else []  # reset's node-network cleanup must not touch ours
+    return subprocess.run([*prefix, sys.executable, "-m", "k8py.cli", *args], capture_output=True, text=True,
+                          input=input, timeout=120)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reset cleans the node's network: run in a namespace of its own (root)")
+def test_reset_removes_what_init_set_up_and_nothing_else(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    flags = ("--cert-dir", str(layout.cert_dir), "--kubeconfig-dir", str(layout.kubernetes_dir),
+             "--node-name", "worker0", "--apiserver-advertise-address", "10.197.0.2")
+    assert _k8py("init", "phase", "certs", *flags).returncode == 0
+    assert _k8py("init", "phase", "kubeconfig", *flags).returncode == 0
+    layout.manifests_dir.mkdir(parents=True)
+    (layout.manifests_dir / "kube-apiserver.yaml").write_text("kind: Pod\n")
+    for data in (layout.etcd_dir / "member", layout.apiserver_dir, layout.kubelet_dir / "pods" / "uid"):
+        data.mkdir(parents=True)
+        (data / "f").write_text("x")
+    unrelated = layout.kubernetes_dir / "keep-me.conf"
+    unrelated.write_text("not ours")
+    kubeletservice.write_flags(layout, ["--kubeconfig", str(tmp_path / "missing.conf"), "--runtime", "simulated"])
+    kubeletservice.start(layout, lambda _m: None)
+    pid = kubeletservice.supervisor_pid(layout)
+    assert pid is not None
+    try:
+        refused = _k8py("reset", "--rootfs", str(tmp_path), input="n\n")
+        assert refused.returncode == 1 and "aborted reset operation" in refused.stderr
+        assert (layout.kubernetes_dir / "admin.conf").exists()
+        done = _k8py("reset", "--force", "--rootfs", str(tmp_path), netns=True)
+        assert done.returncode == 0, done.stderr
+    finally:
+        kubeletservice.stop(layout)
+    assert f"[reset] Deleted contents of the etcd data directory: {layout.etcd_dir}" in done.stdout
+    assert "[reset] Stopping the kubelet service" in done.stdout
+    wait_for(lambda: not _alive(pid), timeout=5, what="the kubelet supervisor gone")
+    for directory in (layout.manifests_dir, layout.kubelet_dir, layout.cert_dir, layout.etcd_dir,
+                      layout.apiserver_dir):
+        assert directory.is_dir() and not any(directory.iterdir()), directory
+    assert sorted(p.name for p in layout.kubernetes_dir.iterdir()) == ["keep-me.conf", "manifests", "pki"]
+    assert not layout.run_dir.exists() and not layout.log_dir.exists()

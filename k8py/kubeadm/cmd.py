@@ -166,3 +166,18 @@ def certs_renew(names: tuple[str, ...], cert_dir: Path | None, kubeconfig_dir: P
         click.echo(line)
     click.echo("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
                "kube-scheduler and etcd, so that they can use the new certificates.")
+
+
+@click.command("reset")
+@click.option("-f", "--force", is_flag=True, help="Reset the node without asking.")
+@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+              help="The node's root file system (where /etc/kubernetes and /var/lib/kubelet are).")
+def reset(force: bool, rootfs: Path) -> None:
+    """Undo what `k8py init` or `k8py join` did on this node."""
+    from k8py.kubeadm.layout import Layout
+    from k8py.kubeadm.reset import reset as reset_node
+
+    click.echo("[reset] WARNING: Changes made to this host by 'k8py init' or 'k8py join' will be reverted.")
+    if not force and not click.confirm("[reset] Are you sure you want to proceed?", default=False):
+        raise click.ClickException("aborted reset operation")
+    reset_node(Layout(rootfs.absolute()), _echo)
