@@ -30,18 +30,41 @@ def dns_service_ip(service_cidr: str) -> str:
     return str(ipaddress.ip_network(service_cidr, strict=False)[10])
 
 
+K8PY = [sys.executable, "-m", "k8py.cli"]  # how a node runs a k8py component (the process runtime's "image")
+
+
+def proxy_args(kubeconfig: str, node_name: str, cluster_cidr: str, service_cidr: str) -> list[str]:
+    return ["proxy", "--kubeconfig", kubeconfig, "--hostname-override", node_name, "--cluster-cidr", cluster_cidr,
+            "--service-cluster-ip-range", service_cidr, "--metrics-bind-address", ""]
+
+
+def network_args(kubeconfig: str, node_name: str, cluster_cidr: str, service_cidr: str) -> list[str]:
+    return ["network-agent", "--kubeconfig", kubeconfig, "--node-name", node_name, "--cluster-cidr", cluster_cidr,
+            "--service-cluster-ip-range", service_cidr]
+
+
+def dns_args(kubeconfig: str, cluster_domain: str, bind_address: str, resolv_conf: str) -> list[str]:
+    return ["dns", "--kubeconfig", kubeconfig, "--cluster-domain", cluster_domain, "--bind-address", bind_address,
+            "--port", str(DNS_PORT), "--resolv-conf", resolv_conf]
+
+
+def process_pod_spec(name: str, argv: list[str], **container: Any) -> Obj:
+    """The spec of a k8py component run as a host-network pod on the process runtime."""
+    return {
+        "runtimeClassName": "process",
+        "hostNetwork": True,
+        "dnsPolicy": "Default",
+        "priorityClassName": "system-node-critical",
+        "containers": [{"name": name, "image": "k8py", "command": [*K8PY, *argv], **container}],
+    }
+
+
 def _static_pod(name: str, app: str, argv: list[str]) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": app}},
-        "spec": {
-            "runtimeClassName": "process",
-            "hostNetwork": True,
-            "dnsPolicy": "Default",
-            "priorityClassName": "system-node-critical",
-            "containers": [{"name": name, "image": "k8py", "command": [sys.executable, "-m", "k8py.cli", *argv]}],
-        },
+        "spec": process_pod_spec(name, argv),
     }
 
 
@@ -57,19 +80,13 @@ def addon_manifests(
 ) -> dict[str, Obj]:
     """File name -> static pod manifest; ``kubeconfigs`` by component: kube-proxy, network, dns;
     ``resolv_conf``: the node's resolvers, DNS's upstreams."""
-    cidrs = ["--cluster-cidr", cluster_cidr, "--service-cluster-ip-range", service_cidr]
     return {
-        "kube-proxy.yaml": _static_pod("kube-proxy", "kube-proxy", [
-            "proxy", "--kubeconfig", str(kubeconfigs["kube-proxy"]), "--hostname-override", node_name, *cidrs,
-            "--metrics-bind-address", "",
-        ]),
-        "k8py-network.yaml": _static_pod("k8py-network", "k8py-network", [
-            "network-agent", "--kubeconfig", str(kubeconfigs["network"]), "--node-name", node_name, *cidrs,
-        ]),
-        "k8py-dns.yaml": _static_pod("k8py-dns", "kube-dns", [
-            "dns", "--kubeconfig", str(kubeconfigs["dns"]), "--cluster-domain", cluster_domain,
-            "--bind-address", node_ip, "--port", str(DNS_PORT), "--resolv-conf", resolv_conf,
-        ]),
+        "kube-proxy.yaml": _static_pod("kube-proxy", "kube-proxy", proxy_args(
+            str(kubeconfigs["kube-proxy"]), node_name, cluster_cidr, service_cidr)),
+        "k8py-network.yaml": _static_pod("k8py-network", "k8py-network", network_args(
+            str(kubeconfigs["network"]), node_name, cluster_cidr, service_cidr)),
+        "k8py-dns.yaml": _static_pod("k8py-dns", "kube-dns", dns_args(
+            str(kubeconfigs["dns"]), cluster_domain, node_ip, resolv_conf)),
     }
 
 
