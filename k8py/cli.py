@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from k8py.apiserver.authorization import AUTHORIZATION_MODES, parse_modes
 from k8py.apiserver.server import APIServerConfig, data_dir_default
+from k8py.bootstrap.pki import PKIPaths
 
 if TYPE_CHECKING:
     from k8py.client import RESTClient
@@ -85,8 +87,6 @@ def _kubeconfig_client(kubeconfig: Path | None, component: str, **options: Any) 
 
 
 def _authorization_modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    from k8py.apiserver.authorization import parse_modes
-
     try:
         return parse_modes(value)
     except ValueError as e:
@@ -94,7 +94,7 @@ def _authorization_modes(ctx: click.Context, param: click.Parameter, value: str)
 
 
 AUTHORIZATION_MODE_HELP = (
-    "Comma-separated authorizers, in order (kube-apiserver's flag): AlwaysAllow, AlwaysDeny, RBAC. "
+    f"Comma-separated authorizers, in order (kube-apiserver's flag): {', '.join(AUTHORIZATION_MODES)}. "
     "AlwaysAllow stays the default because not every k8py component's own identity is covered by "
     "the bootstrap RBAC policy yet (the controller manager runs as one user, not per-controller service accounts)."
 )
@@ -115,9 +115,12 @@ def _checked_file(load: Callable[[str], Any]) -> Callable[[click.Context, click.
 
 
 def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """kube-apiserver's --audit-* and --encryption-provider-config flags, given to the command as one
-    `audit_encryption` argument: APIServerConfig fields."""
+    """kube-apiserver's --audit-*, --encryption-provider-config, --service-account-issuer/-jwks-uri and
+    --token-auth-file flags, given to the command as one `audit_encryption` argument: APIServerConfig fields."""
     from k8py.apiserver.audit import load_policy
+    from k8py.apiserver.oidc import check_jwks_uri
+    from k8py.apiserver.tokenfile import load as load_token_file
+    from k8py.apiserver.tokens import ISSUER
     from k8py.storage.encryption import load_config
 
     options = [
@@ -129,9 +132,15 @@ def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--audit-log-maxage", type=int, default=0, help="Days rotated audit logs are kept (0: forever)."),
         click.option("--encryption-provider-config", default="", callback=_checked_file(load_config),
                      help="An apiserver.config.k8s.io/v1 EncryptionConfiguration: encryption at rest."),
+        click.option("--service-account-issuer", default=ISSUER, show_default=True,
+                     help="The `iss` of the service account tokens issued, as served by OIDC discovery."),
+        click.option("--service-account-jwks-uri", default="", callback=_checked_file(check_jwks_uri),
+                     help="OIDC discovery's jwks_uri (default: https://<advertise address>:<port>/openid/v1/jwks)."),
+        click.option("--token-auth-file", default="", callback=_checked_file(load_token_file),
+                     help='Static bearer tokens, a CSV of token,user,uid[,"group1,group2"].'),
     ]
     names = ("audit_policy_file", "audit_log_path", "audit_log_maxsize", "audit_log_maxbackup", "audit_log_maxage",
-             "encryption_provider_config")
+             "encryption_provider_config", "service_account_issuer", "service_account_jwks_uri", "token_auth_file")
 
     @functools.wraps(f)
     def command(*args: Any, **kwargs: Any) -> Any:
@@ -232,6 +241,52 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
     _serve(start, stop)
 
 
+TLS_FILES = {  # kube-apiserver's flags naming its certificates and keys
+    "tls_cert_file": "--tls-cert-file",
+    "tls_private_key_file": "--tls-private-key-file",
+    "client_ca_file": "--client-ca-file",
+    "service_account_key_file": "--service-account-key-file",
+    "service_account_signing_key_file": "--service-account-signing-key-file",
+    "kubelet_client_certificate": "--kubelet-client-certificate",
+    "kubelet_client_key": "--kubelet-client-key",
+}
+
+
+def _tls_file_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The TLS_FILES options, handed to the command as one ``tls_files`` dict."""
+    for name, flag in reversed(TLS_FILES.items()):
+        f = click.option(flag, name, type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None)(f)
+
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        kwargs["tls_files"] = {name: kwargs.pop(name) for name in TLS_FILES}
+        return f(**kwargs)
+
+    return wrapper
+
+
+def _pki_from_files(files: dict[str, Path | None], config: APIServerConfig) -> PKIPaths | None:
+    """The PKI named by kube-apiserver's file flags (kubeadm's /etc/kubernetes/pki), None without them:
+    then the API server makes and keeps its own under --pki-dir."""
+    if files["kubelet_client_certificate"] and files["kubelet_client_key"]:
+        config.kubelet_client_certificate = str(files["kubelet_client_certificate"])
+        config.kubelet_client_key = str(files["kubelet_client_key"])
+    serving = [name for name in TLS_FILES if not name.startswith("kubelet_")]
+    given = [name for name in serving if files[name]]
+    if not given:
+        return None
+    if len(given) != len(serving):
+        missing = ", ".join(TLS_FILES[name] for name in serving if not files[name])
+        raise click.UsageError(f"{', '.join(TLS_FILES[n] for n in given)} given without {missing}")
+    cert, key = files["tls_cert_file"], files["tls_private_key_file"]
+    ca, sa_pub, sa_key = files["client_ca_file"], files["service_account_key_file"], \
+        files["service_account_signing_key_file"]
+    assert cert and key and ca and sa_pub and sa_key
+    return PKIPaths(directory=cert.parent, ca_cert=ca, ca_key=ca.with_suffix(".key"), apiserver_cert=cert,
+                    apiserver_key=key, admin_cert=cert.parent / "admin.crt", admin_key=cert.parent / "admin.key",
+                    sa_key=sa_key, sa_pub=sa_pub)
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Holds the store (state.db) and, unless --pki-dir is given, the PKI.")
@@ -245,10 +300,14 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
 @click.option("--authorization-mode", "authorization_modes", default="AlwaysAllow", show_default=True,
               callback=_authorization_modes, help=AUTHORIZATION_MODE_HELP)
 @_audit_encryption_options
+@click.option("--advertise-address", default="",
+              help="The IP in the kubernetes Service's endpoints (default: the default route's interface's).")
+@_tls_file_options
 @click.option("-v", "--verbose", is_flag=True)
 def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str,
               disable_metrics_server: bool, metric_resolution: float, authorization_modes: tuple[str, ...],
-              audit_encryption: dict[str, Any], verbose: bool) -> None:
+              audit_encryption: dict[str, Any], advertise_address: str, tls_files: dict[str, Path | None],
+              verbose: bool) -> None:
     """Run the API server alone (kube-apiserver)."""
     from k8py.cluster import start_apiserver
 
@@ -257,11 +316,13 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
     base = data_dir or data_dir_default()
     config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr,
                              metrics_server=not disable_metrics_server, metric_resolution=metric_resolution,
-                             authorization_modes=authorization_modes, **audit_encryption)
+                             authorization_modes=authorization_modes, advertise_address=advertise_address,
+                             **audit_encryption)
+    pki = _pki_from_files(tls_files, config) or pki_dir or base / "pki"
     holder: list = []
 
     async def start() -> None:
-        holder.append(await start_apiserver(base, pki_dir or base / "pki", config, progress.step))
+        holder.append(await start_apiserver(base, pki, config, progress.step))
 
     async def stop() -> None:
         if holder:
@@ -349,17 +410,23 @@ def _key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
               help="The key of --cluster-signing-cert-file (default: <data-dir>/pki/ca.key if present).")
 @click.option("--cluster-signing-duration", default="8760h", show_default=True,
               help="The longest a signed certificate lasts (a Go duration).")
+@click.option("--service-account-private-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The key legacy service account token Secrets are signed with (default: <data-dir>/pki/sa.key if present).")
 @click.option("--controller-option", "controller_options", multiple=True, metavar="KEY=VALUE",
               help="A controller knob (Options.extra), e.g. podgc-quarantine=2; repeatable, for tests.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("--use-service-account-credentials", is_flag=True,
+              help="Each controller writes as its own kube-system ServiceAccount (what RBAC's bootstrap roles expect).")
 @click.option("-v", "--verbose", is_flag=True)
 def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: str, service_cidr: str,
                        allocate_node_cidrs: bool, node_cidr_mask_size: int, node_monitor_grace_period: float,
-                       root_ca_file: str | None, leader_elect: bool, verbose: bool,
+                       root_ca_file: str | None, leader_elect: bool, use_service_account_credentials: bool,
+                       verbose: bool,
                        terminated_pod_gc_threshold: int = 12500, controller_options: tuple[str, ...] = (),
                        node_monitor_period: float = 5.0, node_startup_grace_period: float = 60.0,
                        cluster_signing_cert_file: str | None = None, cluster_signing_key_file: str | None = None,
-                       cluster_signing_duration: str = "8760h") -> None:
+                       cluster_signing_duration: str = "8760h",
+                       service_account_private_key_file: str | None = None) -> None:
     """Run the controllers (kube-controller-manager)."""
     from k8py.client import ConfigError, RESTClient
     from k8py.controllers.cron import parse_duration
@@ -373,6 +440,8 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
     pki = data_dir_default() / "pki"
     if cluster_signing_cert_file is None and (pki / "ca.crt").exists() and (pki / "ca.key").exists():
         cluster_signing_cert_file, cluster_signing_key_file = str(pki / "ca.crt"), str(pki / "ca.key")
+    if service_account_private_key_file is None and (pki / "sa.key").exists():
+        service_account_private_key_file = str(pki / "sa.key")
     progress = Progress()
     options = Options(
         cluster_cidr=cluster_cidr,
@@ -388,10 +457,12 @@ def controller_manager(kubeconfig: Path | None, controllers: str, cluster_cidr: 
         cluster_signing_cert_file=cluster_signing_cert_file,
         cluster_signing_key_file=cluster_signing_key_file,
         cluster_signing_duration=signing_duration,
+        service_account_private_key_file=service_account_private_key_file,
     )
     try:
         client = RESTClient.from_kubeconfig(kubeconfig, component="kube-controller-manager")
-        manager = ControllerManager(client, controllers=controllers, options=options, leader_elect=leader_elect)
+        manager = ControllerManager(client, controllers=controllers, options=options, leader_elect=leader_elect,
+                                    use_service_account_credentials=use_service_account_credentials)
     except (ConfigError, UnknownController) as e:
         raise click.ClickException(str(e)) from None
 
@@ -912,11 +983,10 @@ def token_delete(tokens: tuple[str, ...], kubeconfig: Path | None) -> None:
 
 
 def _kubeadm_commands() -> None:
-    from k8py.kubeadm.cmd import certs, init, reset
+    from k8py.kubeadm.cmd import certs, init, join, reset
 
-    main.add_command(init)
-    main.add_command(certs)
-    main.add_command(reset)
+    for command in (init, join, certs, reset):
+        main.add_command(command)
 
 
 _kubeadm_commands()

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from k8py.apiserver.server import APIServer, APIServerConfig, hostnames
 from k8py.bootstrap.kubeconfig import component_kubeconfig, write_kubeconfig
-from k8py.bootstrap.pki import ensure_client_cert, ensure_pki, issue_serving_cert, load_ca, save_pair
+from k8py.bootstrap.pki import (
+    PKIPaths,
+    ensure_client_cert,
+    ensure_pki,
+    issue_serving_cert,
+    load_ca,
+    save_pair,
+)
 from k8py.client import RESTClient
 from k8py.netutil import primary_ip
 from k8py.storage.sqlite import SQLiteStore
@@ -28,19 +35,26 @@ STORE_FILE = "state.db"
 
 
 async def start_apiserver(
-    data_dir: Path, pki_dir: Path, config: APIServerConfig, progress: Callable[[str], None]
+    data_dir: Path, pki_dir: Path | PKIPaths, config: APIServerConfig, progress: Callable[[str], None]
 ) -> APIServer:
+    """The API server on the SQLite store in ``data_dir``. ``pki_dir``: a directory where it makes and
+    keeps its own certificates, or the PKIPaths of given files (kube-apiserver's --tls-cert-file...)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    ips = [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else []
-    if config.serve_advertise_address:
-        config.advertise_address = config.advertise_address or primary_ip()
-        ips.append(config.advertise_address)
-    pki = ensure_pki(pki_dir, hostnames(), ips)
-    progress(f"certificates ready in {pki_dir}")
-    if not config.kubelet_client_certificate:  # kubeadm's apiserver-kubelet-client
-        ensure_client_cert(pki_dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["kubeadm:cluster-admins"])
-        config.kubelet_client_certificate = str(pki_dir / "apiserver-kubelet-client.crt")
-        config.kubelet_client_key = str(pki_dir / "apiserver-kubelet-client.key")
+    if isinstance(pki_dir, PKIPaths):
+        pki = pki_dir
+        progress(f"certificates from {pki.apiserver_cert}, clients of {pki.ca_cert}")
+    else:
+        ips = [config.bind_address] if config.bind_address not in ("0.0.0.0", "::") else []
+        if config.serve_advertise_address:
+            config.advertise_address = config.advertise_address or primary_ip()
+            ips.append(config.advertise_address)
+        pki = ensure_pki(pki_dir, hostnames(), ips)
+        progress(f"certificates ready in {pki_dir}")
+        if not config.kubelet_client_certificate:  # kubeadm's apiserver-kubelet-client
+            ensure_client_cert(pki_dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                               ["kubeadm:cluster-admins"])
+            config.kubelet_client_certificate = str(pki_dir / "apiserver-kubelet-client.crt")
+            config.kubelet_client_key = str(pki_dir / "apiserver-kubelet-client.key")
     server = APIServer(SQLiteStore(str(data_dir / STORE_FILE)), pki, config)
     await server.start()
     progress(f"API server listening on {server.url} (store {data_dir / STORE_FILE}, revision {server.cache.revision})")
@@ -114,12 +128,15 @@ class Cluster:
             from k8py.controllers.manager import ControllerManager, Options
 
             options = Options(
-                service_cidr=self.config.service_cidr, cluster_cidr=self.cluster_cidr, root_ca_file=str(pki.ca_cert)
+                service_cidr=self.config.service_cidr, cluster_cidr=self.cluster_cidr, root_ca_file=str(pki.ca_cert),
+                cluster_signing_cert_file=str(pki.ca_cert), cluster_signing_key_file=str(pki.ca_key),
+                service_account_private_key_file=str(pki.sa_key),
             )
             self.controller_manager = ControllerManager(
                 self._client("controller-manager", "system:kube-controller-manager"),
                 controllers=self.controllers,
                 options=options,
+                use_service_account_credentials="RBAC" in self.config.authorization_modes,
             )
             await self.controller_manager.start()
             self.progress(f"controller manager started ({len(self.controller_manager.names)} controllers)")
@@ -162,7 +179,14 @@ class Cluster:
 
     async def _node_addons(self, config: KubeletConfig) -> None:
         """kube-proxy, the network agent and cluster DNS as static pods on the process runtime."""
-        from k8py.bootstrap.addons import addon_manifests, dns_service_ip, ensure_dns_service, write_manifests
+        from k8py.bootstrap.addons import (
+            addon_manifests,
+            addon_user_rbac,
+            dns_service_ip,
+            ensure_dns_service,
+            ensure_objects,
+            write_manifests,
+        )
 
         assert config.pod_manifest_path is not None
         kubeconfigs = {
@@ -178,6 +202,7 @@ class Cluster:
         write_manifests(config.pod_manifest_path, manifests)
         async with RESTClient.from_kubeconfig(self.kubeconfig, component="k8py-up") as admin:
             await ensure_dns_service(admin, self.config.service_cidr)
+            await ensure_objects(admin, addon_user_rbac("system:k8py-network-agent", "system:k8py-dns"))
         config.cluster_dns = [dns_service_ip(self.config.service_cidr)]
         self.progress(f"node add-ons: {', '.join(p['metadata']['name'] for p in manifests.values())} "
                       f"(static pods); cluster DNS at {config.cluster_dns[0]}")

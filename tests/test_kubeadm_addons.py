@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -47,3 +48,32 @@ def test_the_api_server_accepts_them(cluster: Cluster) -> None:
     assert "daemonset.apps/kube-proxy created (server dry run)" in out
     assert "deployment.apps/k8py-dns created (server dry run)" in out
     assert "service/kube-dns created (server dry run)" in out
+
+
+def test_control_plane_static_pods(tmp_path: Path) -> None:
+    from k8py.kubeadm.config import InitConfig
+    from k8py.kubeadm.controlplane import control_plane_manifests, write_control_plane
+    from k8py.kubeadm.layout import Layout
+
+    layout = Layout(tmp_path)
+    config = InitConfig(node_name="master0", advertise_address="10.197.0.1", cert_dir=layout.cert_dir,
+                        kubernetes_dir=layout.kubernetes_dir)
+    manifests = control_plane_manifests(config, layout)
+    assert sorted(manifests) == ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"]
+    apiserver = manifests["kube-apiserver.yaml"]
+    assert apiserver["metadata"]["labels"] == {"component": "kube-apiserver", "tier": "control-plane"}
+    command = apiserver["spec"]["containers"][0]["command"]
+    assert command[:4] == [sys.executable, "-m", "k8py.cli", "apiserver"]
+    flags = dict(zip(command[4::2], command[5::2], strict=True))
+    assert flags["--tls-cert-file"] == f"{layout.cert_dir}/apiserver.crt"
+    assert flags["--authorization-mode"] == "Node,RBAC" and flags["--advertise-address"] == "10.197.0.1"
+    probe = apiserver["spec"]["containers"][0]["livenessProbe"]["httpGet"]
+    assert probe == {"host": "10.197.0.1", "path": "/livez", "port": 6443, "scheme": "HTTPS"}
+    cm = manifests["kube-controller-manager.yaml"]["spec"]["containers"][0]["command"]
+    assert "*,bootstrapsigner,tokencleaner" in cm and f"{layout.kubernetes_dir}/controller-manager.conf" in cm
+    lines: list[str] = []
+    write_control_plane(config, layout, lines.append)
+    assert sorted(p.name for p in layout.manifests_dir.iterdir()) == sorted(manifests)
+    assert yaml.safe_load((layout.manifests_dir / "kube-scheduler.yaml").read_text())["spec"]["runtimeClassName"] == \
+        "process"
+    assert lines[-1] == '[control-plane] Creating static Pod manifest for "kube-scheduler"'

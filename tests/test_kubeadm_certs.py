@@ -228,3 +228,45 @@ def test_cli(tmp_path: Path) -> None:
     assert preflight.returncode == 1
     assert f"[ERROR FileAvailable--{str(tmp_path / 'kubelet.conf').lstrip('/').replace('/', '-')}]" in \
         preflight.stderr
+
+
+def test_apiserver_serves_with_kubeadms_pki(tmp_path: Path) -> None:
+    """`k8py apiserver` with kube-apiserver's file flags uses the PKI as it is (no certificate of its own)."""
+    import os
+    import signal
+
+    from tests.conftest import KUBECTL, free_port, wait_for
+
+    port = free_port()
+    config = _config(tmp_path, advertise_address="127.0.0.1", bind_port=port)
+    create_certs(config, lambda _m: None)
+    create_kubeconfigs(config, load_ca(*paths(config.cert_dir, "ca")), lambda _m: None)
+    pki = tmp_path / "pki"
+    before = sorted(p.name for p in pki.iterdir())
+    serial = _cert(pki / "apiserver.crt").serial_number
+    files = ["--tls-cert-file", pki / "apiserver.crt", "--tls-private-key-file", pki / "apiserver.key",
+             "--client-ca-file", pki / "ca.crt", "--service-account-key-file", pki / "sa.pub",
+             "--service-account-signing-key-file", pki / "sa.key",
+             "--kubelet-client-certificate", pki / "apiserver-kubelet-client.crt",
+             "--kubelet-client-key", pki / "apiserver-kubelet-client.key"]
+    partial = _k8py("apiserver", "--data-dir", str(tmp_path / "data"), *map(str, files[:2]))
+    assert partial.returncode == 2 and "--tls-cert-file given without --tls-private-key-file" in partial.stderr
+    log = open(tmp_path / "apiserver.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "k8py.cli", "apiserver", "--data-dir", str(tmp_path / "data"),
+                             "--port", str(port), "--advertise-address", "127.0.0.1", *map(str, files)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        env = {**os.environ, "KUBECONFIG": str(tmp_path / "super-admin.conf")}
+
+        def namespaces() -> str:
+            res = subprocess.run([KUBECTL, "get", "ns", "-o", "name"], capture_output=True, text=True, env=env,
+                                 timeout=20)
+            return res.stdout if res.returncode == 0 else ""
+
+        assert "namespace/default" in wait_for(namespaces, timeout=30, what="the API server on kubeadm's PKI")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
+    assert sorted(p.name for p in pki.iterdir()) == before
+    assert _cert(pki / "apiserver.crt").serial_number == serial

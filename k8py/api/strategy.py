@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k8py.api import certificates
+from k8py.api.certificates import Requester
 from k8py.api.defaults import prepare_job, prepare_namespace
 from k8py.api.defaults.apiextensions import prepare_crd_create, prepare_crd_update
 from k8py.api.meta import now
@@ -97,6 +99,10 @@ class Strategy:
     prepare_for_create: Callable[[Obj], None] | None = None
     # (new, old): keeps what an update of the main resource may not change.
     prepare_for_update: Callable[[Obj, Obj], None] | None = None
+    # (obj, user): records the requesting user on create (CSRs: spec.username, groups, ...).
+    prepare_for_create_by: Callable[[Obj, Requester], None] | None = None
+    # (new, old, subresource): what a status-like subresource (status, approval) may change.
+    prepare_for_subresource_update: Callable[[Obj, Obj, str], None] | None = None
     # May PUT create a missing object?
     allow_create_on_update: bool = False
     # Returns the grace period of a delete; None: the kind has no graceful deletion.
@@ -220,7 +226,10 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
     # tracker compares it with the generations it wrote itself
     ("discovery.k8s.io", "EndpointSlice"): Strategy(tracks_generation=True),
     ("certificates.k8s.io", "CertificateSigningRequest"): Strategy(
-        selectable_fields=("spec.signerName",), prepare_for_create=_clear_status
+        selectable_fields=("spec.signerName",),
+        prepare_for_create_by=certificates.prepare_for_create,
+        prepare_for_update=certificates.prepare_for_update,
+        prepare_for_subresource_update=certificates.prepare_for_subresource_update,
     ),
     ("coordination.k8s.io", "Lease"): Strategy(allow_create_on_update=True),
     ("events.k8s.io", "Event"): Strategy(allow_create_on_update=True),

@@ -12,13 +12,15 @@ A `RuleResolver` lists what a user may do in a namespace (the rules a
 SelfSubjectRulesReview answers with, `kubectl auth can-i --list`); a chain
 resolves the union of its members' rules.
 
-The policy today is `AlwaysAllow` (kube's `--authorization-mode=AlwaysAllow`);
-RBAC will take its place in the chain built by `default_authorizer`.
+`build_authorizer` makes the chain of kube's `--authorization-mode` list
+(`AUTHORIZATION_MODES`: mode name -> factory taking the API server);
+`AlwaysAllow` is the default.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,9 +141,47 @@ class Chain:
         return out
 
 
-def default_authorizer() -> Chain:
-    """The API server's authorizer: AlwaysAllow until RBAC (and the Node authorizer) exist."""
-    return Chain([AlwaysAllow()])
+class AlwaysDeny:
+    """`--authorization-mode=AlwaysDeny`: no opinion on anything (so nothing is allowed)."""
+
+    def authorize(self, user: UserInfo, attributes: Attributes) -> tuple[Decision, str]:
+        return Decision.NO_OPINION, "Everything is forbidden."
+
+    def rules_for(self, user: UserInfo, namespace: str) -> Rules:
+        return Rules()
+
+
+def _node_authorizer(server: Any) -> Any:
+    from k8py.apiserver.nodeauthorizer import NodeAuthorizer, NodeGraph  # it imports this module
+
+    return NodeAuthorizer(NodeGraph(server.cache, server.registry))
+
+
+# --authorization-mode names -> factory(api server) -> that mode's authorizer (and rule resolver)
+AUTHORIZATION_MODES: dict[str, Callable[[Any], Any]] = {
+    "AlwaysAllow": lambda server: AlwaysAllow(),
+    "AlwaysDeny": lambda server: AlwaysDeny(),
+    "RBAC": lambda server: server.rbac,
+    "Node": _node_authorizer,
+}
+
+
+def parse_modes(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The modes of `--authorization-mode` ("Node,RBAC"); ValueError with kube's messages when invalid."""
+    modes = tuple(m.strip() for m in value.split(",")) if isinstance(value, str) else tuple(value)
+    if not modes or modes == ("",):
+        raise ValueError("at least one authorization-mode must be passed")
+    for mode in modes:
+        if mode not in AUTHORIZATION_MODES:
+            raise ValueError(f"authorization-mode {mode!r} is not a valid mode (one of {', '.join(AUTHORIZATION_MODES)})")
+        if modes.count(mode) > 1:
+            raise ValueError(f"authorization-mode {mode!r} has mode specified more than once")
+    return modes
+
+
+def build_authorizer(modes: Sequence[str], server: Any) -> Chain:
+    """The union of the modes' authorizers, in the order given (kube's `--authorization-mode`)."""
+    return Chain([AUTHORIZATION_MODES[mode](server) for mode in parse_modes(modes)])
 
 
 def request_attributes(ri: RequestInfo, path: str) -> Attributes:

@@ -157,6 +157,10 @@ class GenericStore:
         self.admission = admission
         # Called with (info, obj) after a Service or other object was written or abandoned.
         self.after_write: list[Callable[[ResourceInfo, Obj], None]] = []
+        # Raises when a stored value at a key (or under a prefix ending in "/") cannot be decrypted.
+        self.unreadable: Callable[[str], None] = lambda key: None
+        # Whether a key's stored value is stale (not in the form a write makes now): written even when unchanged.
+        self.stale: Callable[[str], bool] = lambda key: False
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ class GenericStore:
             await self.cache.sync()
         obj = self.cache.get(info.key(namespace, name))
         if obj is None:
+            self.unreadable(info.key(namespace, name))
             raise errors.not_found(info.group, info.resource, name)
         return from_storage(info, obj)
 
@@ -209,6 +214,7 @@ class GenericStore:
                 raise errors.timeout(f"Too large resource version: {rv}, current: {self.cache.revision}")
         else:
             await self.cache.sync()
+        self.unreadable(prefix)
         revision = self.cache.revision
         keys = self.cache.keys(prefix)
         if name := eq.get("metadata.name"):
@@ -327,6 +333,8 @@ class GenericStore:
         apply_defaults(info.group, info.version, info.kind, obj)
         if strategy.prepare_for_create:
             strategy.prepare_for_create(obj)
+        if strategy.prepare_for_create_by:
+            strategy.prepare_for_create_by(obj, ctx.user)
         self._record_fields(ctx, info, None, obj, subresource)
         attrs = Attributes("CREATE", info, namespace, md["name"], obj, None, subresource, ctx.user, ctx.dry_run, ctx.warnings)
         await self.admission.admit(attrs)
@@ -434,8 +442,10 @@ class GenericStore:
             if rv and rv != current_rv:
                 raise errors.stale_conflict(info.group, info.resource, name)
             result = await self._prepare_update(ctx, info, strategy, new, current, subresource)
-            if result is None:  # nothing changed: no write, like etcd3 GuaranteedUpdate
-                return current, False
+            if result is None:  # nothing changed: no write, like etcd3 GuaranteedUpdate, unless stale
+                if not self.stale(key):
+                    return current, False
+                result = current
             stored = to_storage(info, result)
             if ctx.dry_run:
                 return result, False
@@ -502,6 +512,8 @@ class GenericStore:
                 else:
                     merged["metadata"].pop("annotations", None)
             new, new_md = merged, merged["metadata"]
+            if strategy.prepare_for_subresource_update:
+                strategy.prepare_for_subresource_update(new, old, ctx.subresource or subresource)
         else:
             for k in _SERVER_META:
                 if k in old_md:
@@ -534,7 +546,8 @@ class GenericStore:
         if new == old:
             return None
         attrs = Attributes(
-            "UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, subresource, ctx.user, ctx.dry_run, ctx.warnings
+            "UPDATE", info, new_md.get("namespace", ""), new_md["name"], new, old, ctx.subresource or subresource, ctx.user,
+            ctx.dry_run, ctx.warnings,
         )
         await self.admission.admit(attrs)
         self._validate(info, new, old)

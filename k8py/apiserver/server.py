@@ -1,8 +1,8 @@
 """The API server: aiohttp app, authentication, the non-resource endpoints, and start/stop.
 
 Request chain as kube-apiserver's: TLS -> authentication (x509 client
-certificates, service account bearer tokens) -> request info -> authorization
-(`authorization.default_authorizer`) -> handler -> admission -> generic store
+certificates, static token file, bootstrap and service account bearer tokens) -> request info -> authorization
+(`authorization.build_authorizer` from --authorization-mode) -> handler -> admission -> generic store
 -> watch cache -> Store.
 """
 
@@ -28,27 +28,40 @@ from k8py.apiextensions.controller import CRDController
 from k8py.apiserver import bootstrap_objects, metricsserver
 from k8py.apiserver.admission import ServiceAllocator, UserInfo
 from k8py.apiserver.admission_plugins import default_chain
-from k8py.apiserver.authorization import Decision, default_authorizer, forbidden, request_attributes
+from k8py.apiserver.admission_plugins.certificates import CertificateAdmission
+from k8py.apiserver.audit import Auditor
+from k8py.apiserver.authorization import Decision, build_authorizer, forbidden, request_attributes
 from k8py.apiserver.authreviews import Endpoint, Reviews
+from k8py.apiserver.bootstraptoken import BootstrapTokenAuthenticator
 from k8py.apiserver.discovery import AGGREGATED_V2, AGGREGATED_V2BETA1, Discovery, wants_aggregated
 from k8py.apiserver.genericstore import Context, GenericStore
 from k8py.apiserver.handlers import ResourceHandler, json_response
+from k8py.apiserver.impersonation import impersonate
 from k8py.apiserver.kubeletproxy import KubeletProxy
+from k8py.apiserver.legacytokens import ServiceAccountTokenAuthenticator
+from k8py.apiserver.oidc import IssuerDiscovery, external_address, load_public_keys
 from k8py.apiserver.openapi import OpenAPIV3
 from k8py.apiserver.openapi import add_routes as add_openapi_routes
 from k8py.apiserver.openapi_v2 import OpenAPIV2
+from k8py.apiserver.rbac import BootstrapPolicy, EscalationCheck, RBACAuthorizer
+from k8py.apiserver.rbac.reconcile import HOOK as RBAC_BOOTSTRAP_HOOK
 from k8py.apiserver.requestinfo import parse as parse_request
-from k8py.apiserver.tokens import InvalidToken, TokenAuthenticator, TokenRequestREST, TokenSigner
+from k8py.apiserver.tokenfile import load as load_token_file
+from k8py.apiserver.tokens import ISSUER, InvalidToken, TokenRequestREST, TokenSigner
 from k8py.apiserver.watchcache import WatchCache
 from k8py.bootstrap.pki import PKIPaths, load_service_account_key, peer_identity, server_ssl_context
+from k8py.bootstrap.token import CLUSTER_INFO_PATH
 from k8py.netutil import primary_ip
 from k8py.storage.compactor import run_compactor
+from k8py.storage.encryption import EncryptedStore
+from k8py.storage.encryption import load_config as load_encryption_config
 from k8py.storage.interface import Store
 
 log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
-HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer", "poststarthook/bootstrap-controller")
+HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer", "poststarthook/bootstrap-controller",
+                 RBAC_BOOTSTRAP_HOOK)
 
 
 @dataclass
@@ -70,6 +83,18 @@ class APIServerConfig:
     # the resource metrics API (metrics.k8s.io), scraping the kubelets every `metric_resolution` seconds
     metrics_server: bool = True
     metric_resolution: float = 15.0
+    # --authorization-mode: the union of these authorizers, in order (authorization.AUTHORIZATION_MODES)
+    authorization_modes: tuple[str, ...] = ("AlwaysAllow",)
+    # auditing (--audit-policy-file with --audit-log-path; "-": stdout), rotation as kube-apiserver's flags
+    audit_policy_file: str = ""
+    audit_log_path: str = ""
+    audit_log_maxsize: int = 0  # MB (0: lumberjack's 100)
+    audit_log_maxbackup: int = 0
+    audit_log_maxage: int = 0  # days
+    encryption_provider_config: str = ""  # encryption at rest (apiserver.config.k8s.io/v1 EncryptionConfiguration)
+    service_account_issuer: str = ISSUER  # the `iss` of the tokens issued, also served by OIDC discovery
+    service_account_jwks_uri: str = ""  # discovery's jwks_uri (default: https://<advertise address>:<port>/openid/v1/jwks)
+    token_auth_file: str = ""  # static bearer tokens (tokenfile.load)
 
 
 def version_info() -> dict[str, str]:
@@ -99,12 +124,22 @@ class APIServer:
         if not config.advertise_address:
             config.advertise_address = primary_ip()
         self.registry = Registry()
+        if config.encryption_provider_config:  # everything above the store reads and writes plaintext
+            self.store = store = EncryptedStore(
+                store, load_encryption_config(config.encryption_provider_config), self._stored_resource
+            )
+        self.audit = Auditor.from_flags(
+            config.audit_policy_file, config.audit_log_path, config.audit_log_maxsize, config.audit_log_maxbackup,
+            config.audit_log_maxage,
+        )
         self.cache = WatchCache(store)
         services = self.registry.get("", "v1", "services")
         assert services
         self.allocator = ServiceAllocator(self.cache, services, config.service_cidr)
         self.admission = default_chain(self.cache, self.registry, self.allocator)
         self.generic = GenericStore(store, self.cache, self.admission)
+        if isinstance(store, EncryptedStore):
+            self.generic.unreadable, self.generic.stale = store.unreadable, store.stale
         # the bootstrap controller's loop: the kubernetes Service's endpoints point at this server
         self.kubernetes_service = bootstrap_objects.KubernetesServiceReconciler(self.generic, self.registry, config)
         self.generic.after_write.append(lambda info, obj: self.allocator.release(obj) if info.kind == "Service" else None)
@@ -114,10 +149,19 @@ class APIServer:
         self.openapi_v2 = OpenAPIV2(self.openapi)  # derived from v3, rebuilt when CRDs invalidate it
         self.crds = CRDController(self.registry, self.cache, self.generic, self.discovery, self.openapi)
         self.admission.plugins.append(self.crds.admission)
-        self.authorizer = default_authorizer()
+        self.rbac = RBACAuthorizer(self.cache, self.registry)  # RBAC's policy, also used by escalation checks
+        self.authorizer = build_authorizer(config.authorization_modes, self)
+        # --anonymous-auth: kube-apiserver turns it off when AlwaysAllow authorizes (else anyone may do anything)
+        self.anonymous_auth = "AlwaysAllow" not in config.authorization_modes
+        self.admission.plugins.append(EscalationCheck(self.authorizer, self.rbac))
+        self.bootstrap_policy = BootstrapPolicy(self.generic, self.registry)  # post-start hook rbac/bootstrap-roles
+        self.admission.plugins.append(CertificateAdmission(self.authorizer))
         sa_key = load_service_account_key(pki) if pki else None
-        signer = TokenSigner(sa_key) if sa_key else None
-        self.tokens = TokenAuthenticator(signer, self.cache, self.registry) if signer else None
+        signer = TokenSigner(sa_key, config.service_account_issuer) if sa_key else None
+        self.tokens = ServiceAccountTokenAuthenticator(signer, self.cache, self.registry, self.generic) if signer else None
+        self.bootstrap_tokens = BootstrapTokenAuthenticator(self.cache, self.registry)
+        self.static_tokens = load_token_file(config.token_auth_file) if config.token_auth_file else {}
+        self.issuer_discovery = self._issuer_discovery() if signer and pki else None
         # create-only endpoints that store nothing: (group, version, resource, subresource) -> handler
         self.endpoints: dict[tuple[str, str, str, str], Endpoint] = Reviews(self.authorizer, self.authorizer, self.tokens).endpoints()
         if signer:
@@ -143,7 +187,11 @@ class APIServer:
         return f"https://{self.config.bind_address}:{self.config.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._authenticate, self._authorize], client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            middlewares=[self._errors, *self.audit.outer, self._authenticate, *self.audit.inner, self._authorize],
+            client_max_size=64 * 1024 * 1024,
+        )
+        app.on_response_prepare.append(self.audit.on_prepare)  # Audit-Id; ResponseStarted of long-running requests
         app.router.add_get("/version", self._version)
         app.router.add_get("/version/", self._version)
         for path in ("/healthz", "/livez", "/readyz"):
@@ -152,6 +200,8 @@ class APIServer:
         app.router.add_get("/api", self._api)
         app.router.add_get("/apis", self._apis)
         add_openapi_routes(app, self.openapi, self.openapi_v2)
+        if self.issuer_discovery is not None:
+            self.issuer_discovery.add_routes(app)
         app.router.add_route("*", "/api/{tail:.*}", self._resource)
         app.router.add_route("*", "/apis/{tail:.*}", self._resource)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -160,6 +210,7 @@ class APIServer:
     async def start(self) -> None:
         await self.store.start()
         await self.cache.start()
+        self.rbac.start()
         await self.crds.start()  # custom resources stored before are served before we are ready
         await bootstrap_objects.ensure(self.generic, self.registry, self.config)
         await self.kubernetes_service.start()
@@ -190,6 +241,7 @@ class APIServer:
             )
         if self.metrics is not None:
             await self.metrics.start()
+        await self.bootstrap_policy.run()
         self.ready = True
 
     async def stop(self) -> None:
@@ -207,7 +259,25 @@ class APIServer:
         await self.cache.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.audit.close()  # the events of every request served
         await self.store.close()
+
+    def _stored_resource(self, storage_prefix: str) -> tuple[str, str] | None:
+        """The (group, resource) stored under an etcd key prefix (encryption at rest chooses providers by it)."""
+        infos = self.registry.for_storage(storage_prefix)
+        return (infos[0].group, infos[0].resource) if infos else None
+
+    def _issuer_discovery(self) -> IssuerDiscovery | None:
+        """The OIDC discovery documents of --service-account-key-file's keys; as upstream, none (logged) when invalid."""
+        assert self.pki is not None
+        try:
+            return IssuerDiscovery(
+                self.config.service_account_issuer, self.config.service_account_jwks_uri,
+                external_address(self.config.advertise_address, self.config.port), load_public_keys(self.pki.sa_pub),
+            )
+        except (OSError, ValueError) as e:
+            log.error("not serving service account issuer discovery: %s", e)
+            return None
 
     # ---- middlewares -------------------------------------------------------------------------
 
@@ -234,11 +304,16 @@ class APIServer:
         if user is None:
             if self.pki is None:
                 user = UserInfo("system:admin", ["system:masters", "system:authenticated"])
-            elif not request.path.startswith(PUBLIC_PATHS):
+            elif not (
+                self.anonymous_auth
+                or request.path.startswith(PUBLIC_PATHS)
+                or (request.method, request.path) == ("GET", CLUSTER_INFO_PATH)
+            ):
                 raise errors.unauthorized()
             else:
                 user = UserInfo("system:anonymous", ["system:unauthenticated"])
-        request["user"] = user
+        request["requestor"] = user  # the authenticated user, audit's `user` when impersonating
+        request["user"] = impersonate(request.headers, user, self.authorizer)
         return await handler(request)
 
     async def _user(self, request: web.Request) -> UserInfo | None:
@@ -249,9 +324,14 @@ class APIServer:
             name, groups = ident
             return UserInfo(name, [*groups, "system:authenticated"])
         authorization = request.headers.get("Authorization", "")
-        if self.tokens is not None and authorization[:7].lower() == "bearer ":
+        if authorization[:7].lower() == "bearer ":
+            token = authorization[7:].strip()
+            if (user := self.static_tokens.get(token)) is not None:  # --token-auth-file comes first, as upstream
+                return user
             try:
-                return (await self.tokens.authenticate(authorization[7:].strip())).user
+                if (user := await self.bootstrap_tokens.authenticate(token)) is not None:
+                    return user
+                return (await self.tokens.authenticate(token)).user if self.tokens is not None else None
             except InvalidToken:
                 raise errors.unauthorized() from None
         return None
@@ -262,6 +342,7 @@ class APIServer:
         request["requestinfo"] = ri = parse_request(request.method, request.path, dict(request.query))
         attributes = request_attributes(ri, request.path)
         decision, reason = self.authorizer.authorize(user, attributes)
+        request["authorization"] = (decision, reason)  # audit annotations
         if decision is not Decision.ALLOW:
             raise forbidden(user, attributes, reason)
         return await handler(request)

@@ -32,6 +32,7 @@ from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from k8py.api import errors, fieldvalidation, meta, schema
@@ -45,7 +46,7 @@ from k8py.apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
 
-ISSUER = "https://kubernetes.default.svc.cluster.local"  # kubeadm's --service-account-issuer
+ISSUER = "https://kubernetes.default.svc.cluster.local"  # --service-account-issuer's default (kubeadm's)
 API_AUDIENCES = (ISSUER,)  # --api-audiences defaults to the issuer
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
@@ -92,8 +93,8 @@ def _go_list(values: Any) -> str:
     return "[" + " ".join(orjson.dumps(str(v)).decode() for v in values) + "]"
 
 
-def key_id(public: ec.EllipticCurvePublicKey) -> str:
-    """kube's `kid`: base64url(SHA-256(DER SubjectPublicKeyInfo))."""
+def key_id(public: PublicKeyTypes) -> str:
+    """kube's `kid` (keyIDFromPublicKey): base64url(SHA-256(DER SubjectPublicKeyInfo)), also the JWKS's (oidc.py)."""
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return _b64(hashlib.sha256(der).digest())
 
@@ -113,8 +114,8 @@ class TokenSigner:
         r, s = decode_dss_signature(self._key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
         return f"{signing_input.decode()}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
-    def verify(self, token: str, now: float) -> Obj:
-        """The claims of a token this signer issued and that is valid at `now`; InvalidToken otherwise."""
+    def decode(self, token: str, issuer: str) -> Obj:
+        """The claims of a token signed with this key for `issuer` (times unchecked); InvalidToken otherwise."""
         parts = token.split(".")
         if len(parts) != 3:
             raise InvalidToken("malformed token")
@@ -122,7 +123,7 @@ class TokenSigner:
             header, claims = orjson.loads(_unb64(parts[0])), orjson.loads(_unb64(parts[1]))
         except orjson.JSONDecodeError:
             raise InvalidToken("malformed token") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict) or claims.get("iss") != self.issuer:
+        if not isinstance(header, dict) or not isinstance(claims, dict) or claims.get("iss") != issuer:
             raise InvalidToken("token was not issued by this cluster")
         if header.get("alg") != "ES256":
             raise InvalidToken(f"unexpected signing algorithm {header.get('alg')!r}")
@@ -134,6 +135,11 @@ class TokenSigner:
             self.public.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise InvalidToken("invalid signature") from None
+        return claims
+
+    def verify(self, token: str, now: float) -> Obj:
+        """The claims of a token this signer issued and that is valid at `now`; InvalidToken otherwise."""
+        claims = self.decode(token, self.issuer)
         exp, nbf = claims.get("exp"), claims.get("nbf", 0)
         if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
             raise InvalidToken("token has no valid expiry")

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
-from k8py.client.resources import SERVICES
+from k8py.client.resources import SERVICES, resource_of
 
 Obj = dict[str, Any]
 DNS_PORT = 53
@@ -88,6 +88,57 @@ def addon_manifests(
         "k8py-dns.yaml": _static_pod("k8py-dns", "kube-dns", dns_args(
             str(kubeconfigs["dns"]), cluster_domain, node_ip, resolv_conf)),
     }
+
+
+# what the add-ons read (kube-proxy has the bootstrap policy's system:node-proxier)
+NETWORK_AGENT_RULES = [
+    {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+]
+DNS_RULES = [  # CoreDNS's system:coredns
+    {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+]
+NETWORK_AGENT_ROLE, DNS_ROLE = "k8py:network-agent", "system:k8py-dns"
+
+
+def cluster_role(name: str, rules: list[Obj]) -> Obj:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": rules}
+
+
+def cluster_role_binding(name: str, role: str, subject: Obj) -> Obj:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [subject]}
+
+
+def addon_user_rbac(network_user: str, dns_user: str) -> list[Obj]:
+    """The add-ons' roles, bound to the users of their client certificates (`k8py up`)."""
+    def user(name: str) -> Obj:
+        return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+
+    return [
+        cluster_role(NETWORK_AGENT_ROLE, NETWORK_AGENT_RULES),
+        cluster_role_binding(NETWORK_AGENT_ROLE, NETWORK_AGENT_ROLE, user(network_user)),
+        cluster_role(DNS_ROLE, DNS_RULES),
+        cluster_role_binding(DNS_ROLE, DNS_ROLE, user(dns_user)),
+    ]
+
+
+async def ensure_objects(client: RESTClient, objs: list[Obj]) -> None:
+    """Create each object, or replace the one of that name (so that an upgrade updates rules)."""
+    for obj in objs:
+        res = resource_of(obj)
+        namespace = obj["metadata"].get("namespace")
+        try:
+            await client.create(res, obj, namespace=namespace)
+        except ClientError as e:
+            if not is_already_exists(e):
+                raise
+            current = await client.get(res, obj["metadata"]["name"], namespace=namespace)
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
+            await client.update(res, obj)
 
 
 def write_manifests(directory: Path, manifests: dict[str, Obj]) -> None:

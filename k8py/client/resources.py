@@ -49,6 +49,15 @@ def builtin(plural: str, group: str = "") -> Resource:
     raise KeyError(f"no built-in resource {plural!r} in group {group!r}")
 
 
+def resource_of(obj: dict[str, object]) -> Resource:
+    """The built-in resource an object belongs to, by its apiVersion and kind."""
+    group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+    for r in RESOURCES:
+        if r.group == group and r.version == version and r.kind == obj.get("kind") and "/" not in r.resource:
+            return Resource(r.group, r.version, r.resource, r.kind, r.namespaced)
+    raise KeyError(f"no built-in resource of kind {obj.get('kind')!r} in {obj.get('apiVersion')!r}")
+
+
 # core/v1
 NAMESPACES = builtin("namespaces")
 NODES = builtin("nodes")
@@ -74,6 +83,7 @@ CONTROLLER_REVISIONS = builtin("controllerrevisions", "apps")
 HORIZONTAL_POD_AUTOSCALERS = builtin("horizontalpodautoscalers", "autoscaling")
 JOBS = builtin("jobs", "batch")
 CRON_JOBS = builtin("cronjobs", "batch")
+CERTIFICATE_SIGNING_REQUESTS = builtin("certificatesigningrequests", "certificates.k8s.io")
 LEASES = builtin("leases", "coordination.k8s.io")
 ENDPOINT_SLICES = builtin("endpointslices", "discovery.k8s.io")
 EVENTS_V1 = builtin("events", "events.k8s.io")

@@ -12,6 +12,7 @@ Controllers are named as kube-controller-manager names them (``replicaset``, ``d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import socket
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from k8py.client import EventRecorder, RESTClient
 from k8py.client.informer import SharedInformerFactory
 from k8py.client.leaderelection import LeaderElector
+from k8py.controllers.credentials import SERVICE_ACCOUNT_OF, ServiceAccountCredentials
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,11 @@ class Options:
     node_startup_grace_period: float = 60.0
     terminated_pod_gc_threshold: int = 12500
     root_ca_file: str | None = None  # --root-ca-file: the CA bundle published as kube-root-ca.crt
+    # --cluster-signing-cert-file/--cluster-signing-key-file: the CA csrsigning signs with (none: no signing)
+    cluster_signing_cert_file: str | None = None
+    cluster_signing_key_file: str | None = None
+    cluster_signing_duration: float = 365 * 24 * 3600.0  # --cluster-signing-duration, seconds
+    service_account_private_key_file: str | None = None  # signs legacy tokens (none: serviceaccount-token idles)
     concurrent_syncs: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +97,7 @@ CONTROLLERS: dict[str, str] = {
     "garbagecollector": "k8py.controllers.garbagecollector:GarbageCollector",
     "namespace": "k8py.controllers.namespace:NamespaceController",
     "serviceaccount": "k8py.controllers.serviceaccount:ServiceAccountsController",
+    "serviceaccount-token": "k8py.controllers.serviceaccounttoken:TokensController",
     "root-ca-cert-publisher": "k8py.controllers.rootcacertpublisher:RootCACertPublisher",
     "nodeipam": "k8py.controllers.nodeipam:NodeIpamController",
     "nodelifecycle": "k8py.controllers.nodelifecycle:NodeLifecycleController",
@@ -97,9 +105,15 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "k8py.controllers.disruption:DisruptionController",
     "resourcequota": "k8py.controllers.resourcequota:ResourceQuotaController",
     "horizontalpodautoscaling": "k8py.controllers.podautoscaler:HorizontalController",
+    "clusterrole-aggregation": "k8py.controllers.clusterroleaggregation:ClusterRoleAggregationController",
+    "bootstrapsigner": "k8py.controllers.bootstrapsigner:BootstrapSigner",
+    "tokencleaner": "k8py.controllers.tokencleaner:TokenCleaner",
+    "csrapproving": "k8py.controllers.certificates.approver:CSRApprovingController",
+    "csrsigning": "k8py.controllers.certificates.signer:CSRSigningController",
+    "csrcleaner": "k8py.controllers.certificates.cleaner:CSRCleanerController",
 }
 # upstream's list of controllers off unless asked for by name
-DISABLED_BY_DEFAULT: frozenset[str] = frozenset()
+DISABLED_BY_DEFAULT: frozenset[str] = frozenset({"bootstrapsigner", "tokencleaner"})  # kubeadm turns both on
 
 
 class UnknownController(ValueError):
@@ -143,10 +157,14 @@ class ControllerManager:
         controllers: Sequence[str] | str = "*",
         options: Options | None = None,
         leader_elect: bool = True,
+        use_service_account_credentials: bool = False,
     ) -> None:
+        """``use_service_account_credentials``: each controller writes as its own ServiceAccount
+        (see credentials.py); the informers read with ``client``."""
         self.client = client
         self.names = select(controllers)
         self.ctx = ControllerContext(client, SharedInformerFactory(client), options or Options())
+        self.use_service_account_credentials = use_service_account_credentials
         self.leader_elect = leader_elect
         self.controllers: dict[str, Controller] = {}
         self._task: asyncio.Task[None] | None = None
@@ -163,8 +181,24 @@ class ControllerManager:
             )
 
     async def _run_controllers(self) -> None:
-        for name in self.names:
-            self.controllers[name] = build(name, self.ctx)
+        credentials = ServiceAccountCredentials(self.client) if self.use_service_account_credentials else None
+        contexts = [self.ctx]
+        try:
+            for name in self.names:
+                ctx = self.ctx
+                if credentials is not None and name in SERVICE_ACCOUNT_OF:
+                    ctx = dataclasses.replace(self.ctx, client=await credentials.client(name), recorders={})
+                    contexts.append(ctx)
+                self.controllers[name] = build(name, ctx)
+            await self._run_built()
+        finally:
+            for ctx in contexts:
+                for rec in ctx.recorders.values():
+                    await rec.stop()
+            if credentials is not None:
+                await credentials.close()
+
+    async def _run_built(self) -> None:
         self.ctx.informers.start()
         tasks = [
             asyncio.create_task(_logged(name, c.run()), name=f"controller:{name}")
@@ -177,8 +211,6 @@ class ControllerManager:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.ctx.informers.shutdown()
-            for rec in self.ctx.recorders.values():
-                await rec.stop()
 
     def _lost(self) -> None:
         if not self._stopping:

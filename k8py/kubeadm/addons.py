@@ -15,6 +15,12 @@ from typing import Any
 import yaml
 
 from k8py.bootstrap.addons import (
+    DNS_ROLE,
+    DNS_RULES,
+    NETWORK_AGENT_ROLE,
+    NETWORK_AGENT_RULES,
+    cluster_role,
+    cluster_role_binding,
     dns_args,
     dns_service,
     network_args,
@@ -55,14 +61,9 @@ def _rbac(name: str, role: str, rules: list[Obj] | None) -> list[Obj]:
     role) and the binding of one to the other."""
     objs: list[Obj] = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name)}]
     if rules is not None:
-        objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                     "metadata": {"name": role}, "rules": rules})
-    objs.append({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"kubeadm:{name}" if rules is None else role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}],
-    })
+        objs.append(cluster_role(role, rules))
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}
+    objs.append(cluster_role_binding(f"kubeadm:{name}" if rules is None else role, role, subject))
     return objs
 
 
@@ -92,16 +93,6 @@ def _daemon_set(name: str, app: str, argv: list[str]) -> Obj:
     }
 
 
-NETWORK_RULES = [
-    {"apiGroups": [""], "resources": ["nodes", "pods", "namespaces"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
-]
-DNS_RULES = [  # CoreDNS's system:coredns
-    {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-]
-
-
 def addon_objects(*, server: str, cluster_cidr: str, service_cidr: str, cluster_domain: str,
                   dns_replicas: int = 2) -> list[Obj]:
     """Everything the addon phase creates, in creation order."""
@@ -124,13 +115,15 @@ def addon_objects(*, server: str, cluster_cidr: str, service_cidr: str, cluster_
         {"name": "dns-tcp", "containerPort": 53, "hostPort": 53, "protocol": "TCP"},
     ]
     return [
+        # the runtime the add-ons (and the control plane's static pods) run on
+        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "process"}, "handler": "process"},
         *_rbac("kube-proxy", "system:node-proxier", None),
         _config_map("kube-proxy", server),
         _daemon_set("kube-proxy", "kube-proxy", proxy_args(KUBECONFIG, NODE_NAME, cluster_cidr, service_cidr)),
-        *_rbac("k8py-network", "k8py:network-agent", NETWORK_RULES),
+        *_rbac("k8py-network", NETWORK_AGENT_ROLE, NETWORK_AGENT_RULES),
         _config_map("k8py-network", server),
         _daemon_set("k8py-network", "k8py-network", network_args(KUBECONFIG, NODE_NAME, cluster_cidr, service_cidr)),
-        *_rbac("k8py-dns", "system:k8py-dns", DNS_RULES),
+        *_rbac("k8py-dns", DNS_ROLE, DNS_RULES),
         _config_map("k8py-dns", server),
         dns,
         dns_service(service_cidr),

@@ -70,9 +70,41 @@ def _config(config_file: Path | None, apiserver_advertise_address: str | None, a
     return config
 
 
-@click.group("init")
-def init() -> None:
-    """Set up a control-plane node like `kubeadm init` (so far: its phases, one by one)."""
+@click.group("init", invoke_without_command=True)
+@_init_options
+@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
+@click.option("--skip-phases", default="", help="Phases to skip (comma-separated), e.g. addon.")
+@click.option("--token", default="", help="The bootstrap token to create (default: a new one).")
+@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
+              help="The kubelet's container runtime (default: its own choice).")
+@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+              help="The node's root file system (where /etc/kubernetes and /var/lib are).")
+@click.pass_context
+def init(ctx: click.Context, ignore_preflight_errors: str, skip_phases: str, token: str, runtime: str | None,
+         rootfs: Path, **options: Any) -> None:
+    """Set up a control-plane node like `kubeadm init` (or one phase: `k8py init phase ...`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from k8py.bootstrap.token import TokenError
+    from k8py.kubeadm.init import PHASES, InitOptions, run_init, success_message
+    from k8py.kubeadm.layout import Layout
+    from k8py.kubeadm.preflight import PreflightError
+
+    layout = Layout(rootfs.absolute())
+    if options["cert_dir"] is None and options["kubeconfig_dir"] is None:
+        options["kubeconfig_dir"], options["cert_dir"] = layout.kubernetes_dir, layout.cert_dir
+    skip = set(filter(None, skip_phases.split(",")))
+    if unknown := skip - set(PHASES):
+        raise click.BadParameter(f"unknown phase(s) {', '.join(sorted(unknown))}", param_hint="--skip-phases")
+    init_options = InitOptions(_config(**options), layout, set(filter(None, ignore_preflight_errors.split(","))),
+                               skip, token, runtime)
+    try:
+        joined = run_init(init_options, _echo)
+    except PreflightError as e:
+        raise click.ClickException(f"error execution phase preflight: {e}") from None
+    except (TokenError, TimeoutError, FileExistsError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(success_message(init_options, joined))
 
 
 @init.group("phase")
@@ -122,6 +154,18 @@ def phase_kubeconfig(**options: Any) -> None:
         create_kubeconfigs(config, ca, _echo)
     except FileExistsError as e:
         raise click.ClickException(str(e)) from None
+
+
+@phase.command("control-plane")
+@_init_options
+@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+              help="The node's root file system (where the manifests and data directories are).")
+def phase_control_plane(rootfs: Path, **options: Any) -> None:
+    """Write the static pod manifests of the API server, controller manager and scheduler."""
+    from k8py.kubeadm.controlplane import write_control_plane
+    from k8py.kubeadm.layout import Layout
+
+    write_control_plane(_config(**options), Layout(rootfs.absolute()), _echo)
 
 
 def _dirs(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -181,3 +225,45 @@ def reset(force: bool, rootfs: Path) -> None:
     if not force and not click.confirm("[reset] Are you sure you want to proceed?", default=False):
         raise click.ClickException("aborted reset operation")
     reset_node(Layout(rootfs.absolute()), _echo)
+
+
+@click.command("join")
+@click.argument("endpoint")
+@click.option("--token", required=True, help="The bootstrap token (from `k8py init` or `k8py token create`).")
+@click.option("--discovery-token-ca-cert-hash", "ca_cert_hashes", multiple=True,
+              help="sha256:<hex> of the cluster CA's public key (the pin); repeatable.")
+@click.option("--discovery-token-unsafe-skip-ca-verification", is_flag=True,
+              help="Trust the discovered CA without a pin (not recommended).")
+@click.option("--discovery-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for the cluster to vouch for the token (kubeadm's discovery.timeout).")
+@click.option("--node-name", default=None, help="The node's name (default: the host name).")
+@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
+@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
+              help="The kubelet's container runtime (default: its own choice).")
+@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+              help="The node's root file system (where /etc/kubernetes and /var/lib are).")
+def join(endpoint: str, token: str, ca_cert_hashes: tuple[str, ...], discovery_token_unsafe_skip_ca_verification: bool,
+         discovery_timeout: float, node_name: str | None, ignore_preflight_errors: str, runtime: str | None, rootfs: Path) -> None:
+    """Join this machine to a cluster as a worker node, like `kubeadm join`."""
+    import socket
+
+    from k8py.bootstrap.token import DiscoveryError
+    from k8py.kubeadm.join import JOINED, JoinOptions, run_join
+    from k8py.kubeadm.layout import Layout
+    from k8py.kubeadm.preflight import PreflightError
+    from k8py.netutil import primary_ip
+
+    options = JoinOptions(
+        endpoint=endpoint, token=token, ca_cert_hashes=list(ca_cert_hashes), layout=Layout(rootfs.absolute()),
+        node_name=(node_name or socket.gethostname()).lower(), node_ip=primary_ip(),
+        unsafe_skip_ca_verification=discovery_token_unsafe_skip_ca_verification,
+        ignore_preflight_errors=set(filter(None, ignore_preflight_errors.split(","))), runtime=runtime,
+        discovery_timeout=discovery_timeout,
+    )
+    try:
+        run_join(options, _echo)
+    except PreflightError as e:
+        raise click.ClickException(f"error execution phase preflight: {e}") from None
+    except (DiscoveryError, TimeoutError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(JOINED)

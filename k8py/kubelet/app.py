@@ -10,6 +10,7 @@ RuntimeClass handler ``process``, for static pods of k8py's own control plane.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -19,7 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k8py.bootstrap.pki import atomic_write, create_ca, issue_serving_cert, save_pair
-from k8py.client import RESTClient
+from k8py.client import RESTClient, load_kubeconfig
+from k8py.kubelet.certificate import (
+    SERVER_PAIR,
+    CertificateOptions,
+    FileStore,
+    client_manager,
+    load_client_cert,
+    rotating_client_config,
+    serving_manager,
+    serving_template,
+    still_valid,
+)
 from k8py.kubelet.kubelet import Kubelet, KubeletConfig
 from k8py.kubelet.runtime.interface import Runtime
 from k8py.kubelet.runtime.process import ProcessRuntime
@@ -60,25 +72,45 @@ class KubeletApp:
 
     def __init__(
         self,
-        client: RESTClient,
+        client: RESTClient | None,
         config: KubeletConfig,
         runtime: str,
         *,
         progress: Callable[[str], None] = lambda _m: None,
         simulated_job_seconds: float = 5.0,
+        certificates: CertificateOptions | None = None,
     ) -> None:
+        """`client` None: made at start from `certificates` (bootstrapping first when asked to)."""
         self.client = client
         self.config = config
         self.runtime = runtime
         self.progress = progress
         self.simulated_job_seconds = simulated_job_seconds
+        self.certificates = certificates or CertificateOptions()
         self.containerd: Containerd | None = None
         self.kubelet: Kubelet | None = None
         self.server: KubeletServer | None = None
+        self._rotations: list[asyncio.Task[None]] = []
+
+    async def _make_client(self) -> RESTClient:
+        """LoadClientCert (with --bootstrap-kubeconfig), then a client whose certificate may rotate."""
+        opts, pki = self.certificates, self.config.root_dir / "pki"
+        if opts.kubeconfig is None:
+            raise ValueError("the kubelet needs a kubeconfig (or a bootstrap kubeconfig)")
+        if opts.bootstrap_kubeconfig is not None and await load_client_cert(
+            opts.kubeconfig, opts.bootstrap_kubeconfig, pki, self.config.node_name
+        ):
+            self.progress(f"kubelet: client certificate bootstrapped with {opts.bootstrap_kubeconfig}, "
+                          f"{opts.kubeconfig} written")
+        config = load_kubeconfig(opts.kubeconfig)
+        if opts.rotate_certificates:
+            config = rotating_client_config(config, pki)
+        return RESTClient(config, component="kubelet")
 
     async def start(self) -> None:
         root = self.config.root_dir
         root.mkdir(parents=True, exist_ok=True)
+        client = self.client = self.client or await self._make_client()
         process = ProcessRuntime(root / "process", host_ip=self.config.host_ip)
         default: Runtime
         if self.runtime == "cri":
@@ -90,19 +122,37 @@ class KubeletApp:
         runtimes: dict[str, Runtime] = {"": default}
         if default is not process:
             runtimes[PROCESS_HANDLER] = process
-        self.kubelet = Kubelet(self.client, self.config, runtimes)
+        self.kubelet = Kubelet(client, self.config, runtimes)
         if self.config.port:
-            self.server = KubeletServer(self.kubelet, self._server_config())
+            self.server = KubeletServer(self.kubelet, self._server_config(client))
             await self.server.start()
         await self.kubelet.start()
-        self.progress(f"kubelet: node {self.config.node_name} registered ({self.runtime} runtime)")
+        state = "registered" if self.kubelet.registered else "not registered yet (the API server does not answer)"
+        self.progress(f"kubelet: node {self.config.node_name} {state} ({self.runtime} runtime)")
+        self._start_rotations(client)
 
-    def _server_config(self) -> KubeletServerConfig:
+    def _start_rotations(self, client: RESTClient) -> None:
+        """--rotate-certificates and --rotate-server-certificates: the certificate managers."""
+        pki, name = self.config.root_dir / "pki", self.config.node_name
+        managers = []
+        if self.certificates.rotate_certificates:
+            managers.append(client_manager(client, pki, name))
+        if self.certificates.rotate_server_certificates and self.server is not None:
+            context = self.server.ssl_context
+            assert context is not None
+            template = serving_template(name, [name], [self.config.host_ip])
+            managers.append(serving_manager(client, pki, lambda: template, context.load_cert_chain))
+        self._rotations = [asyncio.create_task(m.run(), name=f"kubelet-{m.store.pair}-rotation") for m in managers]
+
+    def _server_config(self, client: RESTClient) -> KubeletServerConfig:
         """TLS of the kubelet server: the given files, else (as the kubelet does) a self-signed
         certificate in <root>/pki; clients must present a certificate of the kubeconfig's CA."""
         pki = self.config.root_dir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         cert, key = self.config.tls_cert_file, self.config.tls_private_key_file
+        serving = FileStore(pki, SERVER_PAIR)
+        if self.certificates.rotate_server_certificates and (current := serving.current()) and still_valid(current):
+            cert = key = str(serving.current_path)
         if not cert:
             cert, key = str(pki / "kubelet.crt"), str(pki / "kubelet.key")
             if not Path(cert).exists():
@@ -113,10 +163,10 @@ class KubeletApp:
                 save_pair(pair, Path(cert), Path(key))
         client_ca = self.config.client_ca_file
         if not client_ca:
-            if self.client.config.ca_pem is None:
+            if client.config.ca_pem is None:
                 raise RuntimeError("the kubelet server needs --client-ca-file (the kubeconfig has no CA)")
             client_ca = str(pki / "client-ca.crt")
-            atomic_write(Path(client_ca), self.client.config.ca_pem, mode=0o644)
+            atomic_write(Path(client_ca), client.config.ca_pem, mode=0o644)
         return KubeletServerConfig(
             tls_cert_file=cert, tls_private_key_file=key, client_ca_file=client_ca, port=self.config.port
         )
@@ -144,6 +194,9 @@ class KubeletApp:
         return runtime
 
     async def stop(self, *, stop_containerd: bool = True) -> None:
+        for task in self._rotations:
+            task.cancel()
+        await asyncio.gather(*self._rotations, return_exceptions=True)
         if self.server is not None:
             await self.server.stop()
         if self.kubelet is not None:

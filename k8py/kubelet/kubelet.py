@@ -165,6 +165,7 @@ class Kubelet:
         self._status_dirty: set[str] = set()
         self._status_wake = asyncio.Event()
         self._node_uid = ""
+        self.registered = False
         self._last_node_status: Obj | None = None
         self._last_report = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,15 +182,20 @@ class Kubelet:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.runtime_status = await self._relist_all()
-        await self._register_node()
         spawn = asyncio.create_task
         self._tasks = [
-            spawn(self._heartbeat(), name="kubelet-lease"),
-            spawn(self._node_status_loop(), name="kubelet-node-status"),
             spawn(self._pleg(), name="kubelet-pleg"),
             spawn(self._status_writer(), name="kubelet-status"),
             spawn(self._eviction_loop(), name="kubelet-eviction"),
         ]
+        try:
+            await self._register_node(retry_for=0)
+            self._start_node_loops()
+        except ClientError as e:
+            # the API server may be one of this node's static pods (kubeadm's control plane): run
+            # them, and register once it answers, as the kubelet's node status loop does
+            log.warning("registering node %s: %s; retrying in the background", self.config.node_name, e)
+            self._tasks.append(spawn(self._register_in_background(), name="kubelet-register"))
         if self.static_pods is not None:
             await self.static_pods.start()
         self.services.start()
@@ -407,7 +413,8 @@ class Kubelet:
         except ClientError:
             handler = rc
         if handler not in self.managers:
-            log.warning("pod %s: no runtime for RuntimeClass %s (handler %r)", pod["metadata"]["name"], rc, handler)
+            if handler != self.runtimes[""].name:  # (the default runtime may be the one asked for)
+                log.warning("pod %s: no runtime for RuntimeClass %s (handler %r)", pod["metadata"]["name"], rc, handler)
             return ""
         return handler
 
@@ -548,18 +555,28 @@ class Kubelet:
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     async def _create_mirror(self, pod: Obj) -> None:
-        mirror = mirror_pod_of(pod)
-        mirror["metadata"]["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name, "uid": self._node_uid,
-             "controller": True}
-        ] if self._node_uid else []
-        try:
-            await self.client.create(PODS, mirror, namespace=mirror["metadata"]["namespace"])
-        except ClientError as e:
-            if not is_already_exists(e):
-                log.warning("mirror pod %s: %s", mirror["metadata"]["name"], e)
-                return
+        """Create the mirror pod once the Node exists (it is the mirror's owner), retrying failures
+        (the API server may be a static pod starting) while the static pod runs."""
         uid = pod["metadata"]["uid"]
+        delay = 0.5
+        while True:
+            if self.registered:
+                mirror = mirror_pod_of(pod)
+                mirror["metadata"]["ownerReferences"] = [
+                    {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name, "uid": self._node_uid,
+                     "controller": True}
+                ]
+                try:
+                    await self.client.create(PODS, mirror, namespace=mirror["metadata"]["namespace"])
+                    break
+                except ClientError as e:
+                    if is_already_exists(e):
+                        break
+                    log.warning("mirror pod %s: %s; retrying", mirror["metadata"]["name"], e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            if uid not in self.pods:
+                return
         self._status_dirty.add(uid)
         self._status_wake.set()
 
@@ -648,14 +665,25 @@ class Kubelet:
             eviction_hard=self.thresholds,
         )
 
-    async def _register_node(self) -> None:
+    def _start_node_loops(self) -> None:
+        self._tasks += [
+            asyncio.create_task(self._heartbeat(), name="kubelet-lease"),
+            asyncio.create_task(self._node_status_loop(), name="kubelet-node-status"),
+        ]
+
+    async def _register_in_background(self) -> None:
+        await self._register_node(retry_for=None)
+        self._start_node_loops()
+
+    async def _register_node(self, retry_for: float | None) -> None:
+        """Create (or find) the Node; retry failures for ``retry_for`` seconds (None: until it works)."""
         name, version = await self.runtimes[""].version()
         prefix = {"containerd": "containerd"}.get(name, name)
         self._runtime_version = f"{prefix}://{version}"
         obs, _ = self._observe()
         status = nodestatus.node_status(self._node_config(), obs, ready=False, images=[], old=None)
         node = nodestatus.node_object(self._node_config(), status)
-        deadline = time.monotonic() + 60
+        deadline = None if retry_for is None else time.monotonic() + retry_for
         while True:
             try:
                 created = await self.client.create(NODES, node)
@@ -669,12 +697,13 @@ class Kubelet:
                     self._node_uid = existing["metadata"]["uid"]
                     self._last_node_status = existing.get("status")
                     break
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     raise
                 log.warning("registering node %s: %s; retrying", self.config.node_name, e)
                 await asyncio.sleep(1.0)
         await self._set_pod_cidr(created)
         await self._update_node_status(force=True)
+        self.registered = True
         log.info("node %s registered", self.config.node_name)
 
     async def _set_pod_cidr(self, node: Obj) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from k8py.api.resources import ZERO, milli, parse_list
 from k8py.api.strategy import qos_class
+from k8py.kubelet.envvars import expand, mapping_func_for
 from k8py.kubelet.hosts import make_hosts_mount, pod_hostname_and_domain
 from k8py.kubelet.pod_workers import grace_period
 from k8py.kubelet.runtime.interface import (
@@ -612,12 +613,13 @@ class RuntimeManager:
     ) -> ContainerConfig:
         md = pod["metadata"]
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
+        mapping = mapping_func_for(dict(envs))  # $(VAR) in command and args (ExpandContainerCommandAndArgs)
         return ContainerConfig(
             name=c["name"],
             image=c.get("image", "") if self.runtime.name != "cri" else image_ref or c.get("image", ""),
             attempt=restart_count,
-            command=list(c.get("command") or []),
-            args=list(c.get("args") or []),
+            command=[expand(part, mapping) for part in c.get("command") or []],
+            args=[expand(part, mapping) for part in c.get("args") or []],
             working_dir=c.get("workingDir", ""),
             envs=envs,
             mounts=mounts,

@@ -172,6 +172,7 @@ class KubeletServer:
         self.metrics_registry = metrics_registry or REGISTRY
         self._runner: web.AppRunner | None = None
         self.port = config.port
+        self.ssl_context: ssl.SSLContext | None = None  # kept so that a rotated certificate can be loaded into it
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate])
@@ -198,9 +199,9 @@ class KubeletServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
+        self.ssl_context = server_ssl_context(self.config)
         site = web.TCPSite(
-            self._runner, self.config.address, self.config.port, ssl_context=server_ssl_context(self.config),
-            reuse_address=True,
+            self._runner, self.config.address, self.config.port, ssl_context=self.ssl_context, reuse_address=True
         )
         await site.start()
         self.port = self._runner.addresses[0][1]

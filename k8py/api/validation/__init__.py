@@ -31,6 +31,7 @@ from k8py.api.validation import (
     apps,
     autoscaling,
     batch,
+    certificates,
     coordination,
     core,
     discovery,
@@ -51,7 +52,6 @@ from k8py.api.validation.names import (
     is_dns1123_subdomain,
     is_qualified_name,
     is_valid_label_value,
-    name_is_anything,
     name_is_dns_subdomain,
     name_is_path_segment,
 )
@@ -85,6 +85,7 @@ _GROUPS = {
     "policy": policy,
     "scheduling.k8s.io": scheduling,
     "storage.k8s.io": storage,
+    "certificates.k8s.io": certificates,
     "coordination.k8s.io": coordination,
     "node.k8s.io": node,
     "discovery.k8s.io": discovery,
@@ -97,7 +98,6 @@ _VALIDATORS.update(
     {
         ("", "ServiceAccount"): _meta_only(name_is_dns_subdomain, True),
         ("events.k8s.io", "Event"): core.validate_events_event,
-        ("certificates.k8s.io", "CertificateSigningRequest"): _meta_only(name_is_anything, False),
         ("storage.k8s.io", "CSIDriver"): _meta_only(name_is_dns_subdomain, False),
         ("storage.k8s.io", "CSINode"): _meta_only(name_is_dns_subdomain, False),
         ("storage.k8s.io", "CSIStorageCapacity"): _meta_only(name_is_dns_subdomain, True),

@@ -21,6 +21,8 @@ from k8py.apiserver.admission import (
 )
 from k8py.apiserver.admission_plugins.defaultclass import DefaultIngressClass, DefaultStorageClass
 from k8py.apiserver.admission_plugins.limitranger import LimitRanger
+from k8py.apiserver.admission_plugins.noderestriction import NodeRestriction
+from k8py.apiserver.admission_plugins.podsecurity import PodSecurity
 from k8py.apiserver.admission_plugins.resourcequota import ResourceQuota
 from k8py.apiserver.admission_plugins.serviceaccount import ServiceAccount
 from k8py.apiserver.watchcache import WatchCache
@@ -39,6 +41,8 @@ def default_chain(cache: WatchCache, registry: Registry, allocator: ServiceAlloc
             NamespaceLifecycle(cache, info("", "v1", "namespaces")),
             LimitRanger(cache, info("", "v1", "limitranges")),
             ServiceAccount(cache, info("", "v1", "serviceaccounts")),
+            NodeRestriction(cache, info("", "v1", "pods"), info("", "v1", "nodes")),
+            PodSecurity(cache, info("", "v1", "namespaces"), info("", "v1", "pods")),
             Priority(cache, info("scheduling.k8s.io", "v1", "priorityclasses")),
             DefaultTolerationSeconds(),
             DefaultStorageClass(cache, info("storage.k8s.io", "v1", "storageclasses")),
