@@ -184,9 +184,9 @@ class Cluster:
             addon_user_rbac,
             dns_service_ip,
             ensure_dns_service,
-            ensure_objects,
             write_manifests,
         )
+        from k8py.client.ensure import ensure_objects
 
         assert config.pod_manifest_path is not None
         kubeconfigs = {

@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from k8py.api.duration import short_human_duration
 from k8py.bootstrap.pki import load_ca
 from k8py.kubeadm.certs import LEAVES, create_certs, paths
 from k8py.kubeadm.config import ConfigError, InitConfig, load_config
@@ -23,7 +24,7 @@ from k8py.kubeadm.kubeconfigs import (
     read_kubeconfig,
 )
 from k8py.kubeadm.preflight import Finding, PreflightError, report
-from k8py.kubeadm.renewal import check_expiration, renew, short_human_duration
+from k8py.kubeadm.renewal import check_expiration, renew
 
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
 
@@ -163,7 +164,7 @@ def test_check_expiration_and_renew(tmp_path: Path) -> None:
     (86400, "1d"), (364 * 86400, "364d"), (365 * 86400, "1y"), (3650 * 86400, "10y"),
 ])
 def test_short_human_duration(seconds: int, text: str) -> None:
-    assert short_human_duration(dt.timedelta(seconds=seconds)) == text
+    assert short_human_duration(float(seconds)) == text
 
 
 def test_config_file_and_errors(tmp_path: Path) -> None:

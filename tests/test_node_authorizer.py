@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from k8py.apiserver.nodeauthorizer import NodeAuthorizer, NodeGraph, node_identi
 from k8py.apiserver.watchcache import WatchCache
 from k8py.bootstrap.kubeconfig import write_kubeconfig
 from k8py.bootstrap.pki import ensure_client_cert
-from k8py.storage.sqlite import SQLiteStore
+from tests import test_watchcache
 from tests.conftest import Cluster, start_cluster, wait_for
 
 Obj = dict[str, Any]
@@ -79,17 +79,7 @@ class Objects:
         await self.cache.sync()
 
 
-@pytest.fixture
-async def cache(tmp_path: Path) -> AsyncIterator[WatchCache]:
-    store = SQLiteStore(str(tmp_path / "k8py.db"))
-    await store.start()
-    cache = WatchCache(store)
-    await cache.start()
-    try:
-        yield cache
-    finally:
-        await cache.stop()
-        await store.close()
+cache = test_watchcache.cache  # the same real watch cache over SQLite
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from k8py.api import errors
 from k8py.apiserver import auditannotations
 from k8py.apiserver.admission import UserInfo
 from k8py.apiserver.authorization import Attributes, Decision, request_attributes
+from k8py.apiserver.authreviews import user_info_json
 from k8py.apiserver.negotiation import decode_body
 from k8py.apiserver.requestinfo import parse as parse_request
 
@@ -346,15 +347,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _user(user: UserInfo) -> Obj:
-    out: Obj = {"username": user.name}
-    if user.uid:
-        out["uid"] = user.uid
-    if user.groups:
-        out["groups"] = list(user.groups)
-    if user.extra:
-        out["extra"] = user.extra
-    return out
 
 
 def _source_ips(request: web.Request) -> list[str]:
@@ -466,11 +458,11 @@ class Auditor:
             "auditID": self.audit_id(request),
             "requestURI": request.raw_path,
             "verb": attributes.verb,
-            "user": _user(requestor) if requestor is not None else {},
+            "user": user_info_json(requestor) if requestor is not None else {},
         }
         user = request.get("user")
         if user is not None and requestor is not None and user is not requestor:
-            ev["impersonatedUser"] = _user(user)
+            ev["impersonatedUser"] = user_info_json(user)
         ev["sourceIPs"] = _source_ips(request)
         if ua := request.headers.get("User-Agent"):
             ev["userAgent"] = ua

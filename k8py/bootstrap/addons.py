@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
-from k8py.client.resources import SERVICES, resource_of
+from k8py.client.resources import SERVICES
 
 Obj = dict[str, Any]
 DNS_PORT = 53
@@ -124,21 +124,6 @@ def addon_user_rbac(network_user: str, dns_user: str) -> list[Obj]:
         cluster_role(DNS_ROLE, DNS_RULES),
         cluster_role_binding(DNS_ROLE, DNS_ROLE, user(dns_user)),
     ]
-
-
-async def ensure_objects(client: RESTClient, objs: list[Obj]) -> None:
-    """Create each object, or replace the one of that name (so that an upgrade updates rules)."""
-    for obj in objs:
-        res = resource_of(obj)
-        namespace = obj["metadata"].get("namespace")
-        try:
-            await client.create(res, obj, namespace=namespace)
-        except ClientError as e:
-            if not is_already_exists(e):
-                raise
-            current = await client.get(res, obj["metadata"]["name"], namespace=namespace)
-            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
-            await client.update(res, obj)
 
 
 def write_manifests(directory: Path, manifests: dict[str, Obj]) -> None:

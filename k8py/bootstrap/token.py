@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from k8py.api.duration import short_human_duration
 from k8py.client import AlreadyExists, ClientConfig, ClientError, RESTClient
+from k8py.client.ensure import ensure_objects
 from k8py.client.resources import CONFIGMAPS, SECRETS, Resource, builtin
 
 Obj = dict[str, Any]
@@ -334,17 +335,13 @@ def bootstrap_token_objects(server: str, ca_pem: bytes) -> list[tuple[Resource, 
 async def ensure_bootstrap_token_objects(client: RESTClient, server: str, ca_pem: bytes) -> None:
     """Create or update :func:`bootstrap_token_objects` (for `k8py init`). An existing cluster-info
     keeps its signatures (the bootstrap signer redoes them when the kubeconfig changed)."""
-    for res, obj in bootstrap_token_objects(server, ca_pem):
-        try:
-            await client.create(res, obj)
-            continue
-        except AlreadyExists:
-            pass
-        current = await client.get(res, obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
-        if res is CONFIGMAPS:
-            obj["data"] = {**(current.get("data") or {}), **obj["data"]}
-        obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        await client.update(res, obj)
+
+    def keep_signatures(current: Obj, desired: Obj) -> Obj:
+        if desired["kind"] != "ConfigMap":
+            return desired
+        return {**desired, "data": {**(current.get("data") or {}), **desired["data"]}}
+
+    await ensure_objects(client, [obj for _, obj in bootstrap_token_objects(server, ca_pem)], merge=keep_signatures)
 
 
 # ---- kubeadm token create/list/delete ------------------------------------------------------------

@@ -10,8 +10,6 @@ import click
 
 from k8py.kubeadm.config import DEFAULT_CERT_DIR, KUBERNETES_DIR, ConfigError, InitConfig, load_config
 
-ETCD_DATA_DIR = Path("/var/lib/etcd")
-
 
 def _echo(message: str) -> None:
     click.echo(message)
@@ -70,102 +68,83 @@ def _config(config_file: Path | None, apiserver_advertise_address: str | None, a
     return config
 
 
-@click.group("init", invoke_without_command=True)
-@_init_options
-@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
-@click.option("--skip-phases", default="", help="Phases to skip (comma-separated), e.g. addon.")
-@click.option("--token", default="", help="The bootstrap token to create (default: a new one).")
-@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
-              help="The kubelet's container runtime (default: its own choice).")
-@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
-              help="The node's root file system (where /etc/kubernetes and /var/lib are).")
-@click.pass_context
-def init(ctx: click.Context, ignore_preflight_errors: str, skip_phases: str, token: str, runtime: str | None,
-         rootfs: Path, **options: Any) -> None:
-    """Set up a control-plane node like `kubeadm init` (or one phase: `k8py init phase ...`)."""
-    if ctx.invoked_subcommand is not None:
-        return
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `k8py init` and its phases besides the configuration's."""
+    options = [
+        click.option("--ignore-preflight-errors", default="",
+                     help="Checks to report as warnings (comma-separated, or all)."),
+        click.option("--token", default="", help="The bootstrap token to create (default: a new one)."),
+        click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
+                     help="The kubelet's container runtime (default: its own choice)."),
+        click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+                     show_default=True, help="The node's root file system (where /etc/kubernetes and /var/lib are)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return _init_options(f)
+
+
+def _init_run(options: dict[str, Any], skip: set[str]) -> tuple[Any, str]:
+    """Run `k8py init`'s phases but ``skip``: (the InitOptions, the bootstrap token made)."""
     from k8py.bootstrap.token import TokenError
-    from k8py.kubeadm.init import PHASES, InitOptions, run_init, success_message
+    from k8py.kubeadm.init import PHASES, InitOptions, run_init
     from k8py.kubeadm.layout import Layout
     from k8py.kubeadm.preflight import PreflightError
 
-    layout = Layout(rootfs.absolute())
+    layout = Layout(options.pop("rootfs").absolute())
     if options["cert_dir"] is None and options["kubeconfig_dir"] is None:
         options["kubeconfig_dir"], options["cert_dir"] = layout.kubernetes_dir, layout.cert_dir
-    skip = set(filter(None, skip_phases.split(",")))
     if unknown := skip - set(PHASES):
         raise click.BadParameter(f"unknown phase(s) {', '.join(sorted(unknown))}", param_hint="--skip-phases")
-    init_options = InitOptions(_config(**options), layout, set(filter(None, ignore_preflight_errors.split(","))),
-                               skip, token, runtime)
+    ignore = set(filter(None, options.pop("ignore_preflight_errors").split(",")))
+    token, runtime = options.pop("token"), options.pop("runtime")
+    init_options = InitOptions(_config(**options), layout, ignore, skip, token, runtime)
     try:
-        joined = run_init(init_options, _echo)
+        return init_options, run_init(init_options, _echo)
     except PreflightError as e:
         raise click.ClickException(f"error execution phase preflight: {e}") from None
     except (TokenError, TimeoutError, FileExistsError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(success_message(init_options, joined))
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or ''}: {e.strerror or e} (run the phases before this one)") from None
+
+
+@click.group("init", invoke_without_command=True)
+@click.option("--skip-phases", default="", help="Phases to skip (comma-separated), e.g. addon.")
+@_run_options
+@click.pass_context
+def init(ctx: click.Context, skip_phases: str, **options: Any) -> None:
+    """Set up a control-plane node like `kubeadm init` (or one phase: `k8py init phase ...`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from k8py.kubeadm.init import success_message
+
+    init_options, token = _init_run(options, set(filter(None, skip_phases.split(","))))
+    click.echo(success_message(init_options, token))
 
 
 @init.group("phase")
 def phase() -> None:
-    """Run one phase of `k8py init`."""
+    """Run one phase of `k8py init` (preflight, certs, kubeconfig, control-plane, kubelet-start, ...)."""
 
 
-@phase.command("preflight")
-@_init_options
-@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
-def phase_preflight(ignore_preflight_errors: str, **options: Any) -> None:
-    """Check that this host can become a control-plane node."""
-    from k8py.kubeadm.preflight import PreflightError, init_checks, report
+def _phase_command(name: str) -> click.Command:
+    from k8py.kubeadm.init import PHASES
 
-    config = _config(**options)
-    _echo("[preflight] Running pre-flight checks")
-    try:
-        for line in report(init_checks(config, ETCD_DATA_DIR), set(filter(None, ignore_preflight_errors.split(",")))):
-            click.echo(line, err=True)
-    except PreflightError as e:
-        raise click.ClickException(f"error execution phase preflight: {e}") from None
+    def run(**options: Any) -> None:
+        _init_run(options, {p for p in PHASES if p != name})
+
+    return click.command(name, help=f"Run the {name} phase of `k8py init` alone.")(_run_options(run))
 
 
-@phase.command("certs")
-@_init_options
-def phase_certs(**options: Any) -> None:
-    """Generate the certificates and keys (CAs, API server, etcd, front proxy, service accounts)."""
-    from k8py.kubeadm.certs import create_certs
+def _add_phases() -> None:
+    from k8py.kubeadm.init import PHASES
 
-    create_certs(_config(**options), _echo)
+    for name in PHASES:
+        phase.add_command(_phase_command(name))
 
 
-@phase.command("kubeconfig")
-@_init_options
-def phase_kubeconfig(**options: Any) -> None:
-    """Write admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf and kubelet.conf."""
-    from k8py.bootstrap.pki import load_ca
-    from k8py.kubeadm.certs import paths
-    from k8py.kubeadm.kubeconfigs import create_kubeconfigs
-
-    config = _config(**options)
-    try:
-        ca = load_ca(*paths(config.cert_dir, "ca"))
-    except OSError as e:
-        raise click.ClickException(f"no cluster CA in {config.cert_dir} ({e.strerror}): run `k8py init phase certs`") from None
-    try:
-        create_kubeconfigs(config, ca, _echo)
-    except FileExistsError as e:
-        raise click.ClickException(str(e)) from None
-
-
-@phase.command("control-plane")
-@_init_options
-@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
-              help="The node's root file system (where the manifests and data directories are).")
-def phase_control_plane(rootfs: Path, **options: Any) -> None:
-    """Write the static pod manifests of the API server, controller manager and scheduler."""
-    from k8py.kubeadm.controlplane import write_control_plane
-    from k8py.kubeadm.layout import Layout
-
-    write_control_plane(_config(**options), Layout(rootfs.absolute()), _echo)
+_add_phases()
 
 
 def _dirs(f: Callable[..., Any]) -> Callable[..., Any]:

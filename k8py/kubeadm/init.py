@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from k8py.bootstrap.addons import dns_service_ip, ensure_objects
+from k8py.bootstrap.addons import dns_service_ip
 from k8py.bootstrap.pki import load_ca
 from k8py.bootstrap.token import KUBEADM_DEFAULT_GROUP
 from k8py.client import ClientError, RESTClient
+from k8py.client.ensure import ensure_objects
 from k8py.client.resources import NODES
 from k8py.kubeadm import kubeletservice
 from k8py.kubeadm.addons import addon_objects
@@ -152,10 +153,14 @@ async def _addons(client: RESTClient, config: InitConfig, progress: Callable[[st
     progress("[addons] Applied essential addon: k8py-network")
 
 
+ONLINE_PHASES = frozenset(PHASES[PHASES.index("wait-control-plane"):])  # those that talk to the API server
+
+
 def run_init(options: InitOptions, progress: Callable[[str], None]) -> str:
-    """Run the phases not skipped; the join command for workers (empty without a token phase)."""
+    """Run the phases not skipped; the bootstrap token made (empty without the bootstrap-token phase)."""
     config, layout, skip = options.config, options.layout, options.skip_phases
-    progress("[init] Using Kubernetes version: v1.32.0")
+    if "preflight" not in skip:
+        progress("[init] Using Kubernetes version: v1.32.0")
     if "preflight" not in skip:
         progress("[preflight] Running pre-flight checks")
         for line in report(init_checks(config, layout.etcd_dir), options.ignore_preflight_errors):
@@ -171,6 +176,8 @@ def run_init(options: InitOptions, progress: Callable[[str], None]) -> str:
                                                           str(config.kubernetes_dir / "kubelet.conf")))
         progress(f"[kubelet-start] Writing kubelet environment file with flags to file \"{layout.kubelet_flags_file}\"")
         kubeletservice.start(layout, progress)
+    if ONLINE_PHASES <= skip:
+        return ""
     return asyncio.run(_online_phases(options, progress))
 
 

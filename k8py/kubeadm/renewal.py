@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 
+from k8py.api.duration import short_human_duration
 from k8py.bootstrap.pki import CertificateAuthority, atomic_write, renew_cert
 from k8py.kubeadm.certs import CAS, LEAVES, Leaf, load_cas, paths, renew_leaf
 from k8py.kubeadm.kubeconfigs import embedded_client_cert, read_kubeconfig
@@ -41,24 +42,6 @@ class Expiration:
     name: str
     expires: dt.datetime | None  # None: the file is missing
     ca: str
-
-
-def short_human_duration(delta: dt.timedelta) -> str:
-    """Go's duration.ShortHumanDuration, as kubectl and kubeadm print ages."""
-    seconds = int(delta.total_seconds())
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60:
-        return f"{seconds}s"
-    if (minutes := seconds // 60) < 60:
-        return f"{minutes}m"
-    if (hours := seconds // 3600) < 24:
-        return f"{hours}h"
-    if hours < 24 * 365:
-        return f"{hours // 24}d"
-    return f"{hours // 24 // 365}y"
 
 
 def _leaf(name: str) -> Leaf | None:
@@ -98,7 +81,7 @@ def _table(rows: list[list[str]]) -> str:
 def _when(e: Expiration, now: dt.datetime) -> tuple[str, str]:
     if e.expires is None:
         return "<missing>", ""
-    return e.expires.strftime("%b %d, %Y %H:%M UTC"), short_human_duration(e.expires - now)
+    return e.expires.strftime("%b %d, %Y %H:%M UTC"), short_human_duration((e.expires - now).total_seconds())
 
 
 def check_expiration(cert_dir: Path, kubernetes_dir: Path, now: dt.datetime | None = None) -> str:
