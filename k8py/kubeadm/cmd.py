@@ -68,20 +68,29 @@ def _config(config_file: Path | None, apiserver_advertise_address: str | None, a
     return config
 
 
-def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of `k8py init` and its phases besides the configuration's."""
+_rootfs_option = click.option(
+    "--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
+    help="The node's root file system (where /etc/kubernetes and /var/lib are).")
+
+
+def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a command that sets up this node (init, its phases, join)."""
     options = [
         click.option("--ignore-preflight-errors", default="",
                      help="Checks to report as warnings (comma-separated, or all)."),
-        click.option("--token", default="", help="The bootstrap token to create (default: a new one)."),
         click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
                      help="The kubelet's container runtime (default: its own choice)."),
-        click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
-                     show_default=True, help="The node's root file system (where /etc/kubernetes and /var/lib are)."),
+        _rootfs_option,
     ]
     for option in reversed(options):
         f = option(f)
-    return _init_options(f)
+    return f
+
+
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of `k8py init` and its phases."""
+    f = click.option("--token", default="", help="The bootstrap token to create (default: a new one).")(f)
+    return _init_options(_node_options(f))
 
 
 def _init_run(options: dict[str, Any], skip: set[str]) -> tuple[Any, str]:
@@ -193,8 +202,7 @@ def certs_renew(names: tuple[str, ...], cert_dir: Path | None, kubeconfig_dir: P
 
 @click.command("reset")
 @click.option("-f", "--force", is_flag=True, help="Reset the node without asking.")
-@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
-              help="The node's root file system (where /etc/kubernetes and /var/lib/kubelet are).")
+@_rootfs_option
 def reset(force: bool, rootfs: Path) -> None:
     """Undo what `k8py init` or `k8py join` did on this node."""
     from k8py.kubeadm.layout import Layout
@@ -216,11 +224,7 @@ def reset(force: bool, rootfs: Path) -> None:
 @click.option("--discovery-timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for the cluster to vouch for the token (kubeadm's discovery.timeout).")
 @click.option("--node-name", default=None, help="The node's name (default: the host name).")
-@click.option("--ignore-preflight-errors", default="", help="Checks to report as warnings (comma-separated, or all).")
-@click.option("--runtime", type=click.Choice(["cri", "process", "simulated"]), default=None,
-              help="The kubelet's container runtime (default: its own choice).")
-@click.option("--rootfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/"), show_default=True,
-              help="The node's root file system (where /etc/kubernetes and /var/lib are).")
+@_node_options
 def join(endpoint: str, token: str, ca_cert_hashes: tuple[str, ...], discovery_token_unsafe_skip_ca_verification: bool,
          discovery_timeout: float, node_name: str | None, ignore_preflight_errors: str, runtime: str | None, rootfs: Path) -> None:
     """Join this machine to a cluster as a worker node, like `kubeadm join`."""

@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from k8py.kubeadm.layout import Layout
 from k8py.netutil import primary_ip
 
 API_VERSIONS = ("kubeadm.k8s.io/v1beta4", "kubeadm.k8s.io/v1beta3")
-KUBERNETES_DIR = Path("/etc/kubernetes")
-DEFAULT_CERT_DIR = KUBERNETES_DIR / "pki"
+KUBERNETES_DIR = Layout().kubernetes_dir
+DEFAULT_CERT_DIR = Layout().cert_dir
 DEFAULT_SERVICE_SUBNET = "10.96.0.0/12"
 DEFAULT_POD_SUBNET = "10.244.0.0/16"
 DEFAULT_DNS_DOMAIN = "cluster.local"
