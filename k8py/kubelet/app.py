@@ -127,7 +127,7 @@ class KubeletApp:
             self.server = KubeletServer(self.kubelet, self._server_config(client))
             await self.server.start()
         await self.kubelet.start()
-        state = "registered" if self.kubelet.registered else "not registered yet (the API server does not answer)"
+        state = "registered" if self.kubelet.registered.is_set() else "not registered yet (the API server does not answer)"
         self.progress(f"kubelet: node {self.config.node_name} {state} ({self.runtime} runtime)")
         self._start_rotations(client)
 

@@ -165,7 +165,7 @@ class Kubelet:
         self._status_dirty: set[str] = set()
         self._status_wake = asyncio.Event()
         self._node_uid = ""
-        self.registered = False
+        self.registered = asyncio.Event()  # set once the Node exists
         self._last_node_status: Obj | None = None
         self._last_report = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -559,20 +559,20 @@ class Kubelet:
         (the API server may be a static pod starting) while the static pod runs."""
         uid = pod["metadata"]["uid"]
         delay = 0.5
+        await self.registered.wait()
         while True:
-            if self.registered:
-                mirror = mirror_pod_of(pod)
-                mirror["metadata"]["ownerReferences"] = [
-                    {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name, "uid": self._node_uid,
-                     "controller": True}
-                ]
-                try:
-                    await self.client.create(PODS, mirror, namespace=mirror["metadata"]["namespace"])
+            mirror = mirror_pod_of(pod)
+            mirror["metadata"]["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.config.node_name, "uid": self._node_uid,
+                 "controller": True}
+            ]
+            try:
+                await self.client.create(PODS, mirror, namespace=mirror["metadata"]["namespace"])
+                break
+            except ClientError as e:
+                if is_already_exists(e):
                     break
-                except ClientError as e:
-                    if is_already_exists(e):
-                        break
-                    log.warning("mirror pod %s: %s; retrying", mirror["metadata"]["name"], e)
+                log.warning("mirror pod %s: %s; retrying", mirror["metadata"]["name"], e)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             if uid not in self.pods:
@@ -703,7 +703,7 @@ class Kubelet:
                 await asyncio.sleep(1.0)
         await self._set_pod_cidr(created)
         await self._update_node_status(force=True)
-        self.registered = True
+        self.registered.set()
         log.info("node %s registered", self.config.node_name)
 
     async def _set_pod_cidr(self, node: Obj) -> None:
