@@ -21,6 +21,7 @@ from k8py.bootstrap.pki import PKIPaths
 
 if TYPE_CHECKING:
     from k8py.client import RESTClient
+    from k8py.storage.backend import StorageBackend
 
 
 class Progress:
@@ -94,9 +95,7 @@ def _authorization_modes(ctx: click.Context, param: click.Parameter, value: str)
 
 
 AUTHORIZATION_MODE_HELP = (
-    f"Comma-separated authorizers, in order (kube-apiserver's flag): {', '.join(AUTHORIZATION_MODES)}. "
-    "AlwaysAllow stays the default because not every k8py component's own identity is covered by "
-    "the bootstrap RBAC policy yet (the controller manager runs as one user, not per-controller service accounts)."
+    f"Comma-separated authorizers, in order (kube-apiserver's flag): {', '.join(AUTHORIZATION_MODES)}."
 )
 
 
@@ -112,6 +111,35 @@ def _checked_file(load: Callable[[str], Any]) -> Callable[[click.Context, click.
         return value
 
     return check
+
+
+def _storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """kube-apiserver's --etcd-* flags, given to the command as `storage` (a StorageBackend) and
+    `compaction_interval`."""
+    from k8py.storage.backend import StorageBackend
+
+    existing = click.Path(dir_okay=False, exists=True, path_type=Path)
+    options = [
+        click.option("--etcd-servers", default="",
+                     help="etcd's client URLs, comma-separated (default: the embedded SQLite store in --data-dir)."),
+        click.option("--etcd-prefix", default="/registry", show_default=True, help="The prefix of every key in etcd."),
+        click.option("--etcd-cafile", type=existing, default=None, help="The CA of etcd's serving certificates."),
+        click.option("--etcd-certfile", type=existing, default=None, help="The client certificate for etcd."),
+        click.option("--etcd-keyfile", type=existing, default=None, help="Its key."),
+        click.option("--etcd-compaction-interval", "compaction_interval", type=float, default=300.0, show_default=True,
+                     help="Seconds between compactions of the store's history (0: never)."),
+    ]
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        servers = [u.strip() for u in kwargs.pop("etcd_servers").split(",") if u.strip()]
+        storage = StorageBackend(servers, kwargs.pop("etcd_prefix"), kwargs.pop("etcd_cafile"),
+                                 kwargs.pop("etcd_certfile"), kwargs.pop("etcd_keyfile"))
+        return f(*args, storage=storage, **kwargs)
+
+    for opt in reversed(options):
+        command = opt(command)
+    return command
 
 
 def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -174,8 +202,7 @@ def main() -> None:
               help="The pod network: each node's podCIDR is a /24 of it.")
 @click.option("--resolv-conf", type=click.Path(dir_okay=False, path_type=Path), default=Path("/etc/resolv.conf"),
               show_default=True, help="The node's resolvers: for pods with dnsPolicy Default and the cluster DNS's upstreams.")
-@click.option("--etcd-compaction-interval", "compaction_interval", type=float, default=300.0, show_default=True,
-              help="Seconds between compactions of the store's history (0: never).")
+@_storage_options
 @click.option("--compaction-retain", type=int, default=1000, show_default=True, hidden=True)
 @click.option("--disable-scheduler", is_flag=True, help="Do not run the scheduler (as k3s' flag of that name).")
 @click.option("--disable-controller-manager", is_flag=True, help="Do not run the controller manager.")
@@ -191,12 +218,12 @@ def main() -> None:
 @click.option("--disable-metrics-server", is_flag=True, help="Do not serve the resource metrics API (metrics.k8s.io).")
 @click.option("--metric-resolution", type=float, default=15.0, show_default=True,
               help="Seconds between scrapes of the kubelets' resource metrics (metrics-server's flag).")
-@click.option("--authorization-mode", "authorization_modes", default="AlwaysAllow", show_default=True,
+@click.option("--authorization-mode", "authorization_modes", default="Node,RBAC", show_default=True,
               callback=_authorization_modes, help=AUTHORIZATION_MODE_HELP)
 @_audit_encryption_options
 @click.option("-v", "--verbose", is_flag=True)
 def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, resolv_conf: Path,
-       compaction_interval: float, compaction_retain: int,
+       storage: StorageBackend, compaction_interval: float, compaction_retain: int,
        disable_scheduler: bool, disable_controller_manager: bool, controllers: str, disable_kubelet: bool,
        runtime: str | None, node_name: str | None, kubelet_port: int, disable_network: bool,
        disable_metrics_server: bool,
@@ -226,6 +253,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
         network=not disable_network,
         cluster_cidr=cluster_cidr,
         resolv_conf=resolv_conf,
+        storage=storage,
     )
 
     async def start() -> None:
@@ -300,14 +328,15 @@ def _pki_from_files(files: dict[str, Path | None], config: APIServerConfig) -> P
 @click.option("--authorization-mode", "authorization_modes", default="AlwaysAllow", show_default=True,
               callback=_authorization_modes, help=AUTHORIZATION_MODE_HELP)
 @_audit_encryption_options
+@_storage_options
 @click.option("--advertise-address", default="",
               help="The IP in the kubernetes Service's endpoints (default: the default route's interface's).")
 @_tls_file_options
 @click.option("-v", "--verbose", is_flag=True)
 def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, port: int, service_cidr: str,
               disable_metrics_server: bool, metric_resolution: float, authorization_modes: tuple[str, ...],
-              audit_encryption: dict[str, Any], advertise_address: str, tls_files: dict[str, Path | None],
-              verbose: bool) -> None:
+              audit_encryption: dict[str, Any], storage: StorageBackend, compaction_interval: float,
+              advertise_address: str, tls_files: dict[str, Path | None], verbose: bool) -> None:
     """Run the API server alone (kube-apiserver)."""
     from k8py.cluster import start_apiserver
 
@@ -317,12 +346,12 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
     config = APIServerConfig(bind_address=bind_address, port=port, service_cidr=service_cidr,
                              metrics_server=not disable_metrics_server, metric_resolution=metric_resolution,
                              authorization_modes=authorization_modes, advertise_address=advertise_address,
-                             **audit_encryption)
+                             compaction_interval=compaction_interval, **audit_encryption)
     pki = _pki_from_files(tls_files, config) or pki_dir or base / "pki"
     holder: list = []
 
     async def start() -> None:
-        holder.append(await start_apiserver(base, pki, config, progress.step))
+        holder.append(await start_apiserver(base, pki, config, progress.step, storage))
 
     async def stop() -> None:
         if holder:
@@ -886,6 +915,41 @@ def proxy(kubeconfig: Path | None, hostname_override: str | None, cluster_cidr: 
     _serve(start, stop)
 
 
+@main.command("loadbalancer")
+@click.option("--listen", default="127.0.0.1:6444", show_default=True, help="host:port the node's components connect to.")
+@click.option("--server", "servers", multiple=True, required=True, metavar="HOST:PORT",
+              help="An API server (repeatable); with --kubeconfig, the fallback of the discovered ones.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Cluster CA: health checks are GET /readyz verified against it (default: a TCP connect).")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Discover the API servers from the default/kubernetes Endpoints (may point at --listen; "
+              "used once the file exists).")
+@click.option("-v", "--verbose", is_flag=True)
+def loadbalancer(listen: str, servers: tuple[str, ...], ca_file: Path | None, kubeconfig: Path | None,
+                 verbose: bool) -> None:
+    """Run the client-side load balancer for the API servers (k3s' agent load balancer)."""
+    from k8py.loadbalancer import LoadBalancer
+
+    _setup_logging(verbose)
+    progress = Progress()
+    try:
+        lb = LoadBalancer(servers, listen, ca_file=ca_file, kubeconfig=kubeconfig, notify=progress.step)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+    async def start() -> None:
+        await lb.start()
+        check = f"GET /readyz verified by {ca_file}" if ca_file else "TCP connect"
+        progress.step(f"load balancer listening on {lb.listen_host}:{lb.port} for {', '.join(lb.configured)} "
+                      f"(health: {check}{'; discovery from default/kubernetes' if kubeconfig else ''})")
+
+    async def stop() -> None:
+        await lb.stop()
+        progress.step("stopped")
+
+    _serve(start, stop)
+
+
 @main.group("token")
 def token_group() -> None:
     """Manage bootstrap tokens (kubeadm token): Secrets in kube-system that nodes join with."""
@@ -990,6 +1054,16 @@ def _kubeadm_commands() -> None:
 
 
 _kubeadm_commands()
+
+
+def _storage_commands() -> None:
+    from k8py.storage.cmd import etcd, migrate_store, store
+
+    for command in (etcd, store, migrate_store):
+        main.add_command(command)
+
+
+_storage_commands()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from k8py.bootstrap.pki import (
 )
 from k8py.client import RESTClient
 from k8py.netutil import primary_ip
-from k8py.storage.sqlite import SQLiteStore
+from k8py.storage.backend import StorageBackend
 
 if TYPE_CHECKING:
     from k8py.controllers.manager import ControllerManager
@@ -31,14 +31,13 @@ if TYPE_CHECKING:
     from k8py.kubelet.kubelet import KubeletConfig
     from k8py.scheduler.app import SchedulerApp
 
-STORE_FILE = "state.db"
-
-
 async def start_apiserver(
-    data_dir: Path, pki_dir: Path | PKIPaths, config: APIServerConfig, progress: Callable[[str], None]
+    data_dir: Path, pki_dir: Path | PKIPaths, config: APIServerConfig, progress: Callable[[str], None],
+    storage: StorageBackend | None = None,
 ) -> APIServer:
-    """The API server on the SQLite store in ``data_dir``. ``pki_dir``: a directory where it makes and
-    keeps its own certificates, or the PKIPaths of given files (kube-apiserver's --tls-cert-file...)."""
+    """The API server on `storage` (default: the SQLite store in ``data_dir``). ``pki_dir``: a directory
+    where it makes and keeps its own certificates, or the PKIPaths of given files (--tls-cert-file...)."""
+    storage = storage or StorageBackend()
     data_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(pki_dir, PKIPaths):
         pki = pki_dir
@@ -55,9 +54,9 @@ async def start_apiserver(
                                ["kubeadm:cluster-admins"])
             config.kubelet_client_certificate = str(pki_dir / "apiserver-kubelet-client.crt")
             config.kubelet_client_key = str(pki_dir / "apiserver-kubelet-client.key")
-    server = APIServer(SQLiteStore(str(data_dir / STORE_FILE)), pki, config)
+    server = APIServer(storage.create(data_dir), pki, config)
     await server.start()
-    progress(f"API server listening on {server.url} (store {data_dir / STORE_FILE}, revision {server.cache.revision})")
+    progress(f"API server listening on {server.url} ({storage.describe(data_dir)}, revision {server.cache.revision})")
     return server
 
 
@@ -78,7 +77,9 @@ class Cluster:
         network: bool = True,
         cluster_cidr: str = "10.244.0.0/16",
         resolv_conf: Path = Path("/etc/resolv.conf"),
+        storage: StorageBackend | None = None,
     ) -> None:
+        self.storage = storage
         self.cluster_cidr = cluster_cidr
         self.resolv_conf = resolv_conf
         self.controllers = controllers
@@ -107,7 +108,8 @@ class Cluster:
             self.runtime_choice = choose_runtime(self.runtime)
             # pods with a network of their own reach the API through the kubernetes Service
             self.config.serve_advertise_address = self.runtime_choice[0] == "cri"
-        self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress)
+        self.apiserver = await start_apiserver(self.data_dir, self.data_dir / "pki", self.config, self.progress,
+                                               self.storage)
         pki = self.apiserver.pki
         assert pki is not None
         write_kubeconfig(

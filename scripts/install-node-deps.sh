@@ -1,7 +1,8 @@
 #!/bin/sh
 # Debian packages a k8py node needs for the cri runtime and its tests: containerd, runc, the CNI
 # plugins, busybox-static (the offline test image), iptables (the CNI bridge's masquerading) and
-# nftables/iproute2. Installs only what is missing; needs root (without it: says so, installs nothing).
+# nftables/iproute2, and etcd (the datastore of `k8py init` and HA control planes). Installs only what
+# is missing; needs root (without it: says so, installs nothing).
 set -eu
 need=""
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
@@ -12,6 +13,8 @@ command -v iptables >/dev/null 2>&1 || need="$need iptables"
 command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v cc >/dev/null 2>&1 || need="$need gcc libc6-dev"
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v etcdctl >/dev/null 2>&1 || need="$need etcd-client"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "install-node-deps: not root; the cri runtime's tests will be skipped (missing:$need)" >&2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             last_exc = e
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last_exc}" if last_exc else ""))
+
+
+async def wait_for_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """`wait_for` for coroutine predicates."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {predicate.__name__}")
+        await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -152,6 +152,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     (d / "policy.yaml").write_text(yaml.safe_dump(POLICY))
     c = start_cluster(d / "data", extra=(
         "--disable-scheduler", "--controllers", "serviceaccount",
+        "--authorization-mode", "AlwaysAllow",  # (users without roles act; anonymous requests are 401)
         "--audit-policy-file", str(d / "policy.yaml"), "--audit-log-path", str(d / "logs" / "audit.log"),
         "--audit-log-maxsize", "1", "--audit-log-maxbackup", "2",
     ))

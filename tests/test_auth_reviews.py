@@ -103,6 +103,11 @@ def test_service_account_token_authenticates(cluster: Cluster, namespace: str) -
     assert user["username"] == f"system:serviceaccount:{namespace}:robot" and user["uid"] == uid
     assert user["groups"] == ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
     assert user["extra"]["authentication.kubernetes.io/credential-id"][0].startswith("JTI=")
+    denied = token_kubectl(cluster, token, "get", "configmaps", "-n", namespace)
+    assert denied.returncode != 0 and "Forbidden" in denied.stderr  # authenticated, but RBAC grants nothing yet
+    cluster.kubectl("create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "robot-reads", "--role=cm-reader",
+                    f"--serviceaccount={namespace}:robot", "-n", namespace)
     assert token_kubectl(cluster, token, "get", "configmaps", "-n", namespace).returncode == 0
 
     # A token for another audience, a forged one, and one whose service account is gone: all 401.
@@ -183,11 +188,17 @@ def test_token_request_errors(cluster: Cluster, namespace: str) -> None:
 
 def test_access_reviews(cluster: Cluster, namespace: str) -> None:
     attrs = {"verb": "get", "resource": "pods", "namespace": namespace}
-    r = post(cluster, f"{AUTHZ}/subjectaccessreviews", {
+    review = {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
         "spec": {"user": "alice", "groups": ["devs"], "resourceAttributes": attrs},
-    })
-    assert r.status == 201 and r.json()["status"] == {"allowed": True}
+    }
+    r = post(cluster, f"{AUTHZ}/subjectaccessreviews", review)
+    assert r.status == 201 and r.json()["status"]["allowed"] is False
+    cluster.kubectl("create", "role", "pod-reader", "--verb=get", "--resource=pods", "-n", namespace)
+    cluster.kubectl("create", "rolebinding", "devs-read", "--role=pod-reader", "--group=devs", "-n", namespace)
+    r = post(cluster, f"{AUTHZ}/subjectaccessreviews", review)
+    assert r.status == 201 and r.json()["status"]["allowed"] is True, r.json()
+    cluster.kubectl("create", "rolebinding", "alice-reads", "--role=pod-reader", "--user=alice", "-n", namespace)
     r = post(cluster, f"{AUTHZ}/namespaces/{namespace}/localsubjectaccessreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
         "spec": {"user": "alice", "resourceAttributes": attrs},

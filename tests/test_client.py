@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from k8py.client import (
     is_not_found,
     load_kubeconfig,
 )
-from k8py.client.errors import BadRequest, MethodNotAllowed, ServerError, Unauthorized
+from k8py.client.errors import BadRequest, Forbidden, MethodNotAllowed, ServerError
 from k8py.client.resources import CONFIGMAPS, DEPLOYMENTS, NAMESPACES, NODES, PODS, Resource
-from tests.conftest import Cluster, start_cluster
+from tests.conftest import Cluster, start_cluster, wait_for_async
 
 
 @pytest.fixture
@@ -147,11 +147,11 @@ async def test_from_files_and_tls(cluster: Cluster) -> None:
     )
     async with RESTClient(admin) as c:
         assert (await c.get(NAMESPACES, "default"))["metadata"]["name"] == "default"
-    # Without a client certificate the TLS handshake succeeds and the request is unauthenticated.
+    # Without a client certificate the TLS handshake succeeds and the request is anonymous.
     async with RESTClient(ClientConfig.from_files(cluster.url, ca_file=pki / "ca.crt")) as c:
-        with pytest.raises(Unauthorized) as e:
+        with pytest.raises(Forbidden) as e:
             await c.list(CONFIGMAPS)
-        assert e.value.code == 401
+        assert e.value.code == 403 and 'User "system:anonymous"' in str(e.value)
         assert orjson.loads(await c.raw("GET", "/version"))["gitVersion"].startswith("v1.32")
     # Skipping verification needs no CA; verifying against the wrong CA fails at once, unretried.
     insecure = ClientConfig(
@@ -546,13 +546,3 @@ async def test_watch_framing_and_error_event() -> None:
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-async def wait_for_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """`wait_for` for coroutine predicates."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {predicate.__name__}")
-        await asyncio.sleep(0.1)

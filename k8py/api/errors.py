@@ -146,6 +146,10 @@ def internal(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
 
 
+def service_unavailable(message: str) -> StatusError:
+    return StatusError(503, "ServiceUnavailable", message)
+
+
 def timeout(message: str) -> StatusError:
     return StatusError(504, "Timeout", message)
 

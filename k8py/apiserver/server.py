@@ -25,7 +25,7 @@ from k8py import KUBERNETES_VERSION, __version__
 from k8py.api import errors
 from k8py.api.registry import Registry
 from k8py.apiextensions.controller import CRDController
-from k8py.apiserver import bootstrap_objects, metricsserver
+from k8py.apiserver import bootstrap_objects, endpointreconciler, metricsserver
 from k8py.apiserver.admission import ServiceAllocator, UserInfo
 from k8py.apiserver.admission_plugins import default_chain
 from k8py.apiserver.admission_plugins.certificates import CertificateAdmission
@@ -55,7 +55,7 @@ from k8py.netutil import primary_ip
 from k8py.storage.compactor import run_compactor
 from k8py.storage.encryption import EncryptedStore
 from k8py.storage.encryption import load_config as load_encryption_config
-from k8py.storage.interface import Store
+from k8py.storage.interface import Store, StoreError, StoreUnavailableError, ValueTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class APIServerConfig:
     advertise_address: str = ""  # the IP in the kubernetes Service's endpoints; default: the host's primary IP
     # also listen on the advertise address, so that pods reach the API through the kubernetes Service
     serve_advertise_address: bool = False
+    # the lease endpoint reconciler: this server's master lease lives this long, renewed every 2/3 of it
+    master_endpoint_reconcile_ttl: float = endpointreconciler.DEFAULT_TTL
     # kube-apiserver's --etcd-compaction-interval; history of the last `compaction_retain` revisions always stays
     compaction_interval: float = 300.0
     compaction_retain: int = 1000
@@ -140,8 +142,14 @@ class APIServer:
         self.generic = GenericStore(store, self.cache, self.admission)
         if isinstance(store, EncryptedStore):
             self.generic.unreadable, self.generic.stale = store.unreadable, store.stale
-        # the bootstrap controller's loop: the kubernetes Service's endpoints point at this server
-        self.kubernetes_service = bootstrap_objects.KubernetesServiceReconciler(self.generic, self.registry, config)
+        # the bootstrap controller's loop: the kubernetes Service's endpoints list every API server with a fresh lease
+        self.kubernetes_service = bootstrap_objects.KubernetesServiceReconciler(
+            self.generic, self.registry, config,
+            endpointreconciler.LeaseEndpointReconciler(
+                self.generic, self.registry, service_ip=bootstrap_objects.kubernetes_service_ip(config),
+                ttl=config.master_endpoint_reconcile_ttl,
+            ),
+        )
         self.generic.after_write.append(lambda info, obj: self.allocator.release(obj) if info.kind == "Service" else None)
         self.handler = ResourceHandler(self.registry, self.generic)
         self.discovery = Discovery(self.registry, f"{config.advertise_address}:{config.port}")
@@ -285,6 +293,12 @@ class APIServer:
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             return await handler(request)
+        except StoreUnavailableError as e:  # etcd down or without a leader: clients retry
+            resp = json_response(errors.service_unavailable(str(e)).status(), 503)
+            resp.headers["Retry-After"] = "1"
+            return resp
+        except ValueTooLargeError as e:
+            return json_response(errors.too_large(str(e)).status(), 413)
         except errors.StatusError as e:
             resp = json_response(e.status(), e.code)
             for k, v in e.headers.items():
@@ -354,15 +368,26 @@ class APIServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         check = request.match_info.get("check", "")
-        ok = self.ready
+        kind = request.path.strip("/").split("/")[0]
         if check and check not in HEALTH_CHECKS:
             return web.Response(status=404, text="404 page not found\n")
+        # The store is checked for readyz and healthz; livez leaves it out (as upstream), so that a
+        # kubelet does not restart API servers while etcd is down.
+        store_ok = kind == "livez" or check not in ("", "etcd") or await self._store_healthy()
+        ok = self.ready and store_ok
         if "verbose" in request.query:
-            kind = request.path.strip("/").split("/")[0]
-            lines = [f"[+]{c} ok" for c in HEALTH_CHECKS if not check or c == check]
+            lines = [f"[{'+' if c != 'etcd' or store_ok else '-'}]{c} {'ok' if c != 'etcd' or store_ok else 'failed'}"
+                     for c in HEALTH_CHECKS if not check or c == check]
             lines.append(f"{kind} check passed" if ok else f"{kind} check failed")
             return web.Response(status=200 if ok else 500, text="\n".join(lines) + "\n")
         return web.Response(status=200 if ok else 500, text="ok" if ok else "not ready")
+
+    async def _store_healthy(self) -> bool:
+        try:
+            await asyncio.wait_for(self.store.current_revision(), 2.0)
+            return True
+        except (StoreError, TimeoutError):
+            return False
 
     async def _api(self, request: web.Request) -> web.Response:
         return self._discovery_response(request, True)

@@ -113,18 +113,26 @@ class WatchCache:
         self.on_events: list[Callable[[list[WatchEvent]], None]] = []
 
     async def start(self) -> None:
+        revision = await self._load()
+        self._task = asyncio.create_task(self._run(revision + 1), name="watchcache")
+
+    async def _load(self) -> int:
+        """Every object, read at one revision (which it returns); the event window starts there."""
         revision = await self._store.current_revision()
+        objects: dict[str, Obj] = {}
         start_key = ROOT
         while True:
             page = await self._store.list(ROOT, start_key=start_key, limit=10_000, revision=revision)
             for kv in page.items:
-                self._objects[kv.key] = decode(kv)
+                objects[kv.key] = decode(kv)
             if not page.more:
                 break
             start_key = page.items[-1].key + "\x00"
-        self._keys = sorted(self._objects)
+        self._objects = objects
+        self._keys = sorted(objects)
+        self._events.clear()
         self.revision = self._start_revision = revision
-        self._task = asyncio.create_task(self._run(revision + 1), name="watchcache")
+        return revision
 
     async def stop(self) -> None:
         if self._task:
@@ -151,14 +159,23 @@ class WatchCache:
             raise
 
     async def _run(self, start: int) -> None:
-        try:
-            async for batch in self._store.watch(ROOT, start_revision=start):
-                self._apply(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the cache is the API server's view of the world: losing it is fatal
-            log.exception("watch cache lost its store watch")
-            raise
+        while True:
+            try:
+                async for batch in self._store.watch(ROOT, start_revision=start, progress=self._on_progress):
+                    self._apply(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except CompactedError as e:
+                # (etcd: this server lost etcd while another one compacted) as the cacher: relist, and
+                # end every watch so that its client resumes from the new state or relists after a 410
+                log.warning("watch cache fell behind a compaction (%s): relisting", e)
+                for sub in list(self._subs):
+                    sub.close()
+                start = await self._load() + 1
+            except Exception:  # the cache is the API server's view of the world: losing it is fatal
+                log.exception("watch cache lost its store watch")
+                raise
 
     def _apply(self, batch: list[Event]) -> None:
         events: list[WatchEvent] = []
@@ -169,7 +186,8 @@ class WatchCache:
             if ev.type is EventType.DELETE:
                 if prev is None:
                     continue
-                obj = decode(ev.kv, ev.kv.mod_revision)
+                # (etcd leaves out the deleted value when its revision is already compacted)
+                obj = decode(ev.kv, ev.kv.mod_revision) if ev.kv.value else stamp({**prev, "metadata": dict(prev["metadata"])}, ev.kv.mod_revision)
                 del self._objects[key]
                 i = bisect.bisect_left(self._keys, key)
                 if i < len(self._keys) and self._keys[i] == key:
@@ -198,6 +216,13 @@ class WatchCache:
         if self._waiting:  # a task per batch only when a read waits for one
             asyncio.get_running_loop().create_task(self._notify())
 
+    def _on_progress(self, revision: int) -> None:
+        """The store says no event up to `revision` is still to come (etcd's progress notification)."""
+        if revision > self.revision:
+            self.revision = revision
+            if self._waiting:
+                asyncio.get_running_loop().create_task(self._notify())
+
     async def _notify(self) -> None:
         async with self._progress:
             self._progress.notify_all()
@@ -218,7 +243,8 @@ class WatchCache:
         return True
 
     async def sync(self) -> None:
-        """Catch up with every write the store has acknowledged."""
+        """Catch up with every write the store has acknowledged. When the newest revisions were writes
+        the cache does not watch (outside the prefix in a shared etcd), the store's progress tells it."""
         await self.wait_for(await self._store.current_revision(), timeout=10.0)
 
     def get(self, key: str) -> Obj | None:

@@ -415,10 +415,11 @@ class EncryptedStore:
         self._stale.discard(key)
         return revision, self._read(kv, current=False) or kv
 
-    async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[list[Event]]:
+    async def watch(self, prefix: str, *, start_revision: int,
+                    progress: Callable[[int], None] | None = None) -> AsyncIterator[list[Event]]:
         """Every event, decrypted; one whose value cannot be read becomes the key's deletion, so that the
         watch cache drops the object and still advances to the event's revision."""
-        async for batch in self._store.watch(prefix, start_revision=start_revision):
+        async for batch in self._store.watch(prefix, start_revision=start_revision, progress=progress):
             out: list[Event] = []
             for ev in batch:
                 prev = ev.prev and self._read(ev.prev, current=False)

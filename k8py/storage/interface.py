@@ -11,7 +11,7 @@ ones raise `CompactedError` (which the API server answers with 410 Gone).
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +47,14 @@ class CompactedError(StoreError):
         super().__init__(f"required revision {requested} has been compacted (compacted: {compacted})")
         self.requested = requested
         self.compacted = compacted
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (a write's outcome is then unknown); the API answers 503."""
+
+
+class ValueTooLargeError(StoreError):
+    """The store refuses a value this large (etcd: 1.5 MiB per request); the API answers 413."""
 
 
 class FutureRevisionError(StoreError):
@@ -118,10 +126,13 @@ class Store(Protocol):
         """Returns (revision of the delete, the value deleted). expected_revision 0: unconditional."""
         ...
 
-    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, *, start_revision: int,
+              progress: Callable[[int], None] | None = None) -> AsyncIterator[list[Event]]:
         """Batches of events for keys under `prefix` with revision >= start_revision,
         first the retained history, then live writes, in revision order.
-        Raises CompactedError when start_revision is already compacted."""
+        Raises CompactedError when start_revision is already compacted.
+        `progress(revision)`: told when no event up to `revision` is still to come
+        although the last batch was older (writes elsewhere moved the revision on)."""
         ...
 
     async def compact(self, revision: int) -> None:

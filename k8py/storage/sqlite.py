@@ -665,10 +665,12 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ watch
 
-    def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, *, start_revision: int,
+              progress: Callable[[int], None] | None = None) -> AsyncIterator[list[Event]]:
         """Batches of events under `prefix` with revision >= start_revision
         (0: only writes after this call). Subscribes at once; raises
-        CompactedError here when start_revision is already compacted."""
+        CompactedError here when start_revision is already compacted.
+        Every key is under /registry/, so `progress` has nothing to learn."""
         self._check_open()
         if 0 < start_revision <= self._compacted:
             raise CompactedError(start_revision, self._compacted)
