@@ -119,9 +119,7 @@ class KubeletApp:
             default = SimulatedRuntime(job_seconds=self.simulated_job_seconds)
         else:
             default = process
-        runtimes: dict[str, Runtime] = {"": default}
-        if default is not process:
-            runtimes[PROCESS_HANDLER] = process
+        runtimes: dict[str, Runtime] = {"": default, PROCESS_HANDLER: process}
         self.kubelet = Kubelet(client, self.config, runtimes)
         if self.config.port:
             self.server = KubeletServer(self.kubelet, self._server_config(client))

@@ -22,10 +22,10 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from k8py.api.meta import format_time
 from k8py.client import ClientError, RESTClient, is_already_exists, is_not_found
@@ -63,6 +63,7 @@ from k8py.kubelet.stats import StatsProvider
 from k8py.kubelet.status import StatusInputs, generate_pod_status, status_patch
 from k8py.kubelet.volumes.manager import VolumeManager, VolumeMountError
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
@@ -116,13 +117,14 @@ class Kubelet:
         self.thresholds = parse_thresholds(config.eviction_hard)
         self._evicted: dict[str, str] = {}  # uid -> the Evicted message
         self.volumes = VolumeManager(client, str(self.pods_dir), node_name=config.node_name)
-        self.probes = {
-            handler: ProbeManager(rt, on_result=self._probe_result, recorder=self._container_event)
-            for handler, rt in runtimes.items()
-        }
-        self.hooks = {handler: HandlerRunner(rt, self.recorder) for handler, rt in runtimes.items()}
-        self.managers = {
-            handler: RuntimeManager(
+        # A runtime may serve several handlers (the process runtime is also the default one on a node
+        # without containerd): each runtime gets one probe manager, hook runner and runtime manager.
+        self._runtimes = _distinct(runtimes.values())
+        probes = {id(rt): ProbeManager(rt, on_result=self._probe_result, recorder=self._container_event)
+                  for rt in self._runtimes}
+        hooks = {id(rt): HandlerRunner(rt, self.recorder) for rt in self._runtimes}
+        managers = {
+            id(rt): RuntimeManager(
                 rt,
                 pods_dir=self.pods_dir,
                 logs_dir=self.logs_dir,
@@ -131,13 +133,16 @@ class Kubelet:
                 cluster_domain=config.cluster_domain,
                 dns_config=self._dns_config,
                 on_container_started=self._post_start,
-                is_started=self.probes[handler].is_started,
-                liveness_failed=self._liveness_failed(self.probes[handler]),
+                is_started=probes[id(rt)].is_started,
+                liveness_failed=self._liveness_failed(probes[id(rt)]),
                 pre_stop=self._pre_stop,
                 event=self._container_event,
             )
-            for handler, rt in runtimes.items()
+            for rt in self._runtimes
         }
+        self.probes = {handler: probes[id(rt)] for handler, rt in runtimes.items()}
+        self.hooks = {handler: hooks[id(rt)] for handler, rt in runtimes.items()}
+        self.managers = {handler: managers[id(rt)] for handler, rt in runtimes.items()}
         self.pod_workers = PodWorkers(
             sync_pod=self.sync_pod,
             sync_terminating_pod=self.sync_terminating_pod,
@@ -177,7 +182,7 @@ class Kubelet:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        for rt in self.runtimes.values():
+        for rt in self._runtimes:
             await rt.start()
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -212,11 +217,11 @@ class Kubelet:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pod_workers.stop()
-        for probes in self.probes.values():
+        for probes in _distinct(self.probes.values()):
             await probes.stop()
-        for hooks in self.hooks.values():
+        for hooks in _distinct(self.hooks.values()):
             await hooks.close()
-        for rt in self.runtimes.values():
+        for rt in self._runtimes:
             await rt.stop()
         await self.recorder.stop()
 
@@ -233,7 +238,7 @@ class Kubelet:
         return self.managers[self._pod_handler.get(pod["metadata"].get("uid", ""), "")].runtime
 
     async def summary(self) -> Obj:
-        stats = [s for rt in self.runtimes.values() for s in await rt.list_container_stats()]
+        stats = [s for rt in self._runtimes for s in await rt.list_container_stats()]
         starts = {uid: (st or {}).get("startTime", "") for uid, st in self._api_status.items()}
         return self.stats.summary(stats, self.runtime_status, starts)
 
@@ -413,8 +418,7 @@ class Kubelet:
         except ClientError:
             handler = rc
         if handler not in self.managers:
-            if handler != self.runtimes[""].name:  # (the default runtime may be the one asked for)
-                log.warning("pod %s: no runtime for RuntimeClass %s (handler %r)", pod["metadata"]["name"], rc, handler)
+            log.warning("pod %s: no runtime for RuntimeClass %s (handler %r)", pod["metadata"]["name"], rc, handler)
             return ""
         return handler
 
@@ -610,7 +614,7 @@ class Kubelet:
 
     async def _relist_all(self) -> dict[str, PodStatus]:
         out: dict[str, PodStatus] = {}
-        for manager in self.managers.values():
+        for manager in _distinct(self.managers.values()):
             out.update(await manager.get_pod_statuses())
         return out
 
@@ -639,13 +643,13 @@ class Kubelet:
             for uid, status in list(self.runtime_status.items()):
                 if uid not in known and (status.containers or status.sandboxes):
                     log.info("removing containers of orphaned pod %s/%s (%s)", status.namespace, status.name, uid)
-                    for manager in self.managers.values():
+                    for manager in _distinct(self.managers.values()):
                         with contextlib.suppress(CRIError):
                             await manager.kill_pod(None, status, grace=0)
                             await manager.remove_pod(status)
                     self.runtime_status.pop(uid, None)
             now = time.time()
-            for manager in self.managers.values():
+            for manager in _distinct(self.managers.values()):
                 manager.backoff.gc(now)
                 manager.image_backoff.gc(now)
             await asyncio.sleep(30.0)
@@ -712,7 +716,7 @@ class Kubelet:
         if not cidr or cidr == self._pod_cidr:
             return
         self._pod_cidr = cidr
-        for rt in self.runtimes.values():
+        for rt in self._runtimes:
             await rt.update_runtime_config(cidr)
         if self.config.on_pod_cidr is not None:
             await self.config.on_pod_cidr(cidr)
@@ -788,7 +792,7 @@ class Kubelet:
         obs, _ = self._observe()
         images = [
             {"names": [*img.repo_tags, *img.repo_digests] or [img.id], "sizeBytes": img.size}
-            for rt in self.runtimes.values()
+            for rt in self._runtimes
             for img in await rt.list_images()
         ][:50]
         status = nodestatus.node_status(
@@ -802,6 +806,11 @@ class Kubelet:
         )
         self._last_node_status = node.get("status")
         self._last_report = time.monotonic()
+
+
+def _distinct(items: Iterable[T]) -> list[T]:
+    """Each object once (handlers may share one runtime and its managers), in order."""
+    return list({id(item): item for item in items}.values())
 
 
 def _node_status_key(status: Obj) -> Any:
