@@ -29,6 +29,7 @@ from k8py.api import errors
 from k8py.api.registry import Registry, ResourceInfo
 from k8py.apiserver.admission import UserInfo
 from k8py.apiserver.genericstore import Context, GenericStore
+from k8py.tasks import cancel
 
 if TYPE_CHECKING:
     from k8py.apiserver.endpointreconciler import LeaseEndpointReconciler
@@ -149,9 +150,7 @@ class KubernetesServiceReconciler:
         if self._on_events in self._gstore.cache.on_events:
             self._gstore.cache.on_events.remove(self._on_events)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
             self._task = None
             if self._publish:
                 try:

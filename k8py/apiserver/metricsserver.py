@@ -35,7 +35,6 @@ does, so here a container needs only both of its series.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import random
@@ -59,6 +58,7 @@ from k8py.apiserver.kubeletproxy import KubeletProxy
 from k8py.apiserver.negotiation import choose_output
 from k8py.apiserver.requestinfo import RequestInfo
 from k8py.apiserver.watchcache import WatchCache
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,7 @@ class MetricsServer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
             self._task = None
 
     # ---- scraping -------------------------------------------------------------------------------

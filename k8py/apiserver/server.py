@@ -9,7 +9,6 @@ certificates, static token file, bootstrap and service account bearer tokens) ->
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -56,6 +55,7 @@ from k8py.storage.compactor import run_compactor
 from k8py.storage.encryption import EncryptedStore
 from k8py.storage.encryption import load_config as load_encryption_config
 from k8py.storage.interface import Store, StoreError, StoreUnavailableError, ValueTooLargeError
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +254,7 @@ class APIServer:
 
     async def stop(self) -> None:
         self.ready = False
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
+        await cancel(self._compactor)
         await self.kubernetes_service.stop()
         if self.metrics is not None:
             await self.metrics.stop()

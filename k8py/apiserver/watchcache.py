@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8py.storage.interface import CompactedError, Event, EventType, KeyValue, Store
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class WatchCache:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
         for sub in list(self._subs):
             sub.close()
         self._primed.clear()

@@ -67,6 +67,7 @@ from k8py.client.cache import (
 from k8py.client.errors import APIError, Gone, TransportError
 from k8py.client.resources import Resource
 from k8py.client.rest import PAGE_SIZE, RESTClient
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -475,9 +476,7 @@ class SharedIndexInformer:
         try:
             await self.reflector.run()
         finally:
-            resync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await resync
+            await cancel(resync)
 
     def start(self) -> asyncio.Task[None]:
         """Run in a task of its own (the same task on a second call)."""
@@ -489,9 +488,7 @@ class SharedIndexInformer:
         """Cancel the task :meth:`start` made and wait for it to end."""
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
 
     # ---- what the reflector calls (through _InformerStore) -------------------------------------
 

@@ -17,7 +17,6 @@ agent restart must not cut the node's pod traffic.  :meth:`NetworkAgent.cleanup`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from k8py.client.cache import Obj
@@ -34,6 +33,7 @@ from k8py.network.routes import (
     node_internal_ip,
     node_pod_cidrs,
 )
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ class NetworkAgent:
     async def stop(self) -> None:
         """Stop watching and reconciling; routes and rules stay."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         await self.informer.stop()
         await self.routes.close()
 

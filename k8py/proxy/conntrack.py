@@ -30,7 +30,6 @@ one is retried with the next sync's frontends (a newer state of a frontend wins)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -45,6 +44,7 @@ from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
 from k8py.proxy.endpoints import EndpointsMap
 from k8py.proxy.serviceport import NamespacedName, ServicePortInfo, ServicePortMap
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,7 @@ class ConntrackCleaner:
 
     async def close(self) -> None:
         """Stop cleaning up (a cleanup under way finishes) and close the socket."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
             self._executor.shutdown()

@@ -15,7 +15,6 @@ sync has succeeded, unless changes have waited for one for over twice the sync p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -27,6 +26,7 @@ from k8py.client.resources import ENDPOINT_SLICES, NODES, SERVICES
 from k8py.proxy.metrics import CONTENT_TYPE
 from k8py.proxy.proxier import Proxier, ProxierConfig
 from k8py.proxy.serviceport import Obj
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,7 @@ class ProxyServer:
 
     async def stop(self) -> None:
         """Stop watching and syncing; the rules stay."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        await cancel(self._loop_task)
         await self.factory.shutdown()
         await self.proxier.close()
         if self._runner is not None:

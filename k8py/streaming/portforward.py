@@ -25,6 +25,7 @@ from aiohttp import web
 
 from k8py.streaming.spdy import SpdySession, SpdyStream, header
 from k8py.streaming.transport import ByteTransport, WebSocketTransport
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class PortForwardHandler:
             except (ConnectionError, OSError):
                 pass  # the pod's side or the client went away: the stream just ends
             finally:
-                upstream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upstream
+                await cancel(upstream)
                 writer.close()
         finally:
             for stream in (data, error):

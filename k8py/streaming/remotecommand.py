@@ -34,6 +34,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from k8py.kubelet.runtime.interface import ExecSession
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +224,7 @@ async def _run(
             status = exit_code_status(code, command) if code and report_exit_code else success_status()
         await _write_status(channels, protocol, status)
     finally:
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
+        await cancel(receiver)
         for task in pumps:
             task.cancel()
 

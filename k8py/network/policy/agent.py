@@ -36,6 +36,7 @@ from k8py.client.resources import NAMESPACES, NETWORK_POLICIES, PODS
 from k8py.client.rest import RESTClient
 from k8py.network.policy.nftables import Applied, NFTables, render, sync_script
 from k8py.network.policy.ruleset import compute_ruleset, pod_info
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,7 @@ class PolicyAgent:
     async def stop(self) -> None:
         """Stop syncing and watching; the rules stay."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         for registration in self._registrations:
             registration.informer.remove_event_handler(registration)
         self._registrations = []
