@@ -107,17 +107,19 @@ async def _wait_ready(session: aiohttp.ClientSession, url: str, t0: float, proc:
         await asyncio.sleep(0.005)
 
 
-async def _default_service_account(session: aiohttp.ClientSession, url: str) -> None:
+async def _default_service_account(session: aiohttp.ClientSession, url: str, namespace: str = "default") -> None:
     """What the service account controller does for every namespace (pods need it to be admitted)."""
     body = orjson.dumps({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
     async with session.post(
-        url + "/api/v1/namespaces/default/serviceaccounts", data=body, headers={"Content-Type": "application/json"}
+        f"{url}/api/v1/namespaces/{namespace}/serviceaccounts", data=body, headers={"Content-Type": "application/json"}
     ) as r:
         if r.status not in (201, 409):
             raise RuntimeError(f"creating the default ServiceAccount failed: {r.status} {await r.text()}")
 
 
-async def _create_pods(session: aiohttp.ClientSession, url: str, n: int, clients: int) -> tuple[float, list[float]]:
+async def _create_pods(
+    session: aiohttp.ClientSession, url: str, n: int, clients: int, namespace: str = "default"
+) -> tuple[float, list[float]]:
     bodies = [_pod(i) for i in range(n)]
     latencies: list[float] = []
     next_i = 0
@@ -129,7 +131,7 @@ async def _create_pods(session: aiohttp.ClientSession, url: str, n: int, clients
             next_i += 1
             t = time.perf_counter()
             async with session.post(
-                url + "/api/v1/namespaces/default/pods", data=bodies[i], headers={"Content-Type": "application/json"}
+                f"{url}/api/v1/namespaces/{namespace}/pods", data=bodies[i], headers={"Content-Type": "application/json"}
             ) as r:
                 await r.read()
                 if r.status != 201:
