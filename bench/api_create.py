@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -117,10 +118,8 @@ async def _default_service_account(session: aiohttp.ClientSession, url: str, nam
             raise RuntimeError(f"creating the default ServiceAccount failed: {r.status} {await r.text()}")
 
 
-async def _create_pods(
-    session: aiohttp.ClientSession, url: str, n: int, clients: int, namespace: str = "default"
-) -> tuple[float, list[float]]:
-    bodies = [_pod(i) for i in range(n)]
+async def concurrently(n: int, clients: int, op: Callable[[int], Awaitable[object]]) -> tuple[float, list[float]]:
+    """op(0..n-1) from `clients` concurrent tasks: ops/s and each op's latency."""
     latencies: list[float] = []
     next_i = 0
 
@@ -130,17 +129,28 @@ async def _create_pods(
             i = next_i
             next_i += 1
             t = time.perf_counter()
-            async with session.post(
-                f"{url}/api/v1/namespaces/{namespace}/pods", data=bodies[i], headers={"Content-Type": "application/json"}
-            ) as r:
-                await r.read()
-                if r.status != 201:
-                    raise RuntimeError(f"create failed: {r.status}")
+            await op(i)
             latencies.append(time.perf_counter() - t)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     return n / (time.perf_counter() - t0), latencies
+
+
+async def _create_pods(
+    session: aiohttp.ClientSession, url: str, n: int, clients: int, namespace: str = "default"
+) -> tuple[float, list[float]]:
+    bodies = [_pod(i) for i in range(n)]
+
+    async def create(i: int) -> None:
+        async with session.post(
+            f"{url}/api/v1/namespaces/{namespace}/pods", data=bodies[i], headers={"Content-Type": "application/json"}
+        ) as r:
+            await r.read()
+            if r.status != 201:
+                raise RuntimeError(f"create failed: {r.status}")
+
+    return await concurrently(n, clients, create)
 
 
 def _plot(latencies: list[float], path: Path) -> None:

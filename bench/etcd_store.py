@@ -32,7 +32,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,15 @@ from etcd3aio._protobuf import rpc_pb2, rpc_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_create import _create_pods, _default_service_account, _free_port, _stop, _up, _wait_ready  # noqa: E402
+from bench.api_create import (  # noqa: E402
+    _create_pods,
+    _default_service_account,
+    _free_port,
+    _stop,
+    _up,
+    _wait_ready,
+    concurrently,
+)
 from bench.deployment_scale import cpu_seconds  # noqa: E402
 from k8py.storage.etcd import CHANNEL_OPTIONS, EtcdStore  # noqa: E402
 from tests.etcdcluster import EtcdCluster  # noqa: E402
@@ -80,25 +88,6 @@ async def _measure(n: int, pids: dict[str, int], work: Awaitable[tuple[float, li
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     rate, latencies = await work
     return Run(rate, latencies, {name: (cpu_seconds(pid) - before[name]) / n * 1e6 for name, pid in pids.items()})
-
-
-async def _concurrently(n: int, clients: int, op: Callable[[int], Awaitable[object]]) -> tuple[float, list[float]]:
-    """op(0..n-1) from `clients` concurrent tasks: ops/s and each op's latency."""
-    latencies: list[float] = []
-    next_i = 0
-
-    async def worker() -> None:
-        nonlocal next_i
-        while next_i < n:
-            i = next_i
-            next_i += 1
-            t = time.perf_counter()
-            await op(i)
-            latencies.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return n / (time.perf_counter() - t0), latencies
 
 
 async def _namespace(session: aiohttp.ClientSession, url: str, name: str) -> None:
@@ -143,9 +132,9 @@ async def _raw_writes(etcd: EtcdCluster, value: bytes, n: int, clients: int, tag
             await store.create(f"/registry/{tag}/{i:08d}", value)
 
         return {
-            "put": await _measure(n, pids, _concurrently(n, clients, put)),
-            "txn": await _measure(n, pids, _concurrently(n, clients, txn)),
-            "store": await _measure(n, pids, _concurrently(n, clients, create)),
+            "put": await _measure(n, pids, concurrently(n, clients, put)),
+            "txn": await _measure(n, pids, concurrently(n, clients, txn)),
+            "store": await _measure(n, pids, concurrently(n, clients, create)),
         }
     finally:
         await channel.close()

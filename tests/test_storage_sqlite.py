@@ -24,6 +24,7 @@ from k8py.storage.interface import (
     StoreError,
 )
 from k8py.storage.sqlite import SQLiteStore, WatchOverflowError
+from tests.test_storage_contract import collect
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,21 +37,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         yield s
     finally:
         await s.close()
-
-
-async def collect(it: AsyncIterator[list[Event]], n: int, timeout: float = 5.0) -> list[Event]:
-    """The next `n` events of a watch (batches flattened)."""
-    out: list[Event] = []
-
-    async def run() -> None:
-        async for batch in it:
-            assert batch, "empty batch"
-            out.extend(batch)
-            if len(out) >= n:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 async def test_fresh_store_starts_at_revision_1(store: SQLiteStore) -> None:
