@@ -68,7 +68,7 @@ def test_certs_phase_lays_out_kubeadms_pki(tmp_path: Path) -> None:
     assert _sans(apiserver) == (
         ["master0", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
          "kubernetes.default.svc.cluster.local", "cp.example", "api.x"],
-        ["10.96.0.1", "10.197.0.1", "10.0.0.9"],
+        ["10.96.0.1", "10.197.0.1", "127.0.0.1", "10.0.0.9"],  # 127.0.0.1: the node-local load balancer
     )
     assert _subject(_cert(pki / "apiserver-kubelet-client.crt")) == ("kube-apiserver-kubelet-client",
                                                                       ["kubeadm:cluster-admins"])
@@ -103,7 +103,7 @@ def test_kubeconfig_phase_writes_usable_client_credentials(tmp_path: Path) -> No
         "super-admin.conf": (("kubernetes-super-admin", ["system:masters"]), "https://10.197.0.1:6443"),
         "controller-manager.conf": (("system:kube-controller-manager", []), "https://10.197.0.1:6443"),
         "scheduler.conf": (("system:kube-scheduler", []), "https://10.197.0.1:6443"),
-        "kubelet.conf": (("system:node:master0", ["system:nodes"]), "https://10.197.0.1:6443"),
+        "kubelet.conf": (("system:node:master0", ["system:nodes"]), "https://127.0.0.1:6444"),  # the local LB
     }
     for name, (subject, server) in expected.items():
         doc = read_kubeconfig(tmp_path / name)

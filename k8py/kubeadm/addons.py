@@ -3,9 +3,10 @@ Deployment behind the `kube-dns` Service, each with its ServiceAccount and RBAC,
 
 They are k8py components run on the process runtime (host network, RuntimeClass ``process``)
 and authenticate with their ServiceAccount token, as kube-proxy does under kubeadm: a ConfigMap
-per component holds ``kubeconfig.conf`` pointing at the control-plane endpoint (not the
-kubernetes Service, which kube-proxy itself makes reachable) with the token and CA files of the
-projected service account volume.
+per component holds ``kubeconfig.conf`` pointing at ``server`` (`k8py init`: the node-local API
+server load balancer, https://127.0.0.1:6444, which every node runs; not the kubernetes Service,
+which kube-proxy itself makes reachable) with the token and CA files of the projected service
+account volume.
 """
 
 from __future__ import annotations

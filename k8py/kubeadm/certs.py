@@ -6,7 +6,9 @@ Layout and subjects as kubeadm's (cmd/kubeadm/app/phases/certs)::
 
     ca                       kubernetes                        CA
     apiserver                kube-apiserver                    serving: node name, kubernetes.default...,
-                                                               the first Service IP, the advertise address
+                                                               the first Service IP, the advertise address,
+                                                               127.0.0.1 (the node-local load balancer's
+                                                               clients dial it, as k3s' do)
     apiserver-kubelet-client kube-apiserver-kubelet-client     client, O kubeadm:cluster-admins
     front-proxy-ca           front-proxy-ca                    CA
     front-proxy-client       front-proxy-client                client
@@ -72,7 +74,7 @@ class Leaf:
         if self.name == "apiserver":
             dns = [config.node_name, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                    f"kubernetes.default.svc.{config.dns_domain}"]
-            ips = [config.first_service_ip, config.advertise_address]
+            ips = [config.first_service_ip, config.advertise_address, "127.0.0.1"]
             extras = [config.endpoint[0]] if config.control_plane_endpoint else []
             for extra in [*extras, *config.apiserver_cert_sans]:
                 (ips if _is_ip(extra) else dns).append(extra)

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from k8py.kubeadm.config import DEFAULT_CERT_DIR, KUBERNETES_DIR, ConfigError, InitConfig, load_config
+from k8py.kubeadm.config import (
+    DEFAULT_BIND_PORT,
+    DEFAULT_CERT_DIR,
+    KUBERNETES_DIR,
+    ConfigError,
+    InitConfig,
+    load_config,
+)
 
 
 def _echo(message: str) -> None:
@@ -87,15 +94,23 @@ def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+_certificate_key_option = click.option(
+    "--certificate-key", default="", help="The key (64 hex digits) that encrypts the certificates in kubeadm-certs.")
+
+
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of `k8py init` and its phases."""
     f = click.option("--token", default="", help="The bootstrap token to create (default: a new one).")(f)
+    f = click.option("--upload-certs", is_flag=True,
+                     help="Store the control-plane certificates in the kubeadm-certs Secret (for join --control-plane).")(f)
+    f = _certificate_key_option(f)
     return _init_options(_node_options(f))
 
 
 def _init_run(options: dict[str, Any], skip: set[str]) -> tuple[Any, str]:
     """Run `k8py init`'s phases but ``skip``: (the InitOptions, the bootstrap token made)."""
     from k8py.bootstrap.token import TokenError
+    from k8py.kubeadm.copycerts import CertificateKeyError, create_certificate_key, decode_key
     from k8py.kubeadm.init import PHASES, InitOptions, run_init
     from k8py.kubeadm.layout import Layout
     from k8py.kubeadm.preflight import PreflightError
@@ -107,7 +122,12 @@ def _init_run(options: dict[str, Any], skip: set[str]) -> tuple[Any, str]:
         raise click.BadParameter(f"unknown phase(s) {', '.join(sorted(unknown))}", param_hint="--skip-phases")
     ignore = set(filter(None, options.pop("ignore_preflight_errors").split(",")))
     token, runtime = options.pop("token"), options.pop("runtime")
-    init_options = InitOptions(_config(**options), layout, ignore, skip, token, runtime)
+    upload_certs, key = options.pop("upload_certs"), options.pop("certificate_key")
+    try:
+        decode_key(key := key or create_certificate_key())
+    except CertificateKeyError as e:
+        raise click.BadParameter(str(e), param_hint="--certificate-key") from None
+    init_options = InitOptions(_config(**options), layout, ignore, skip, token, runtime, upload_certs, key)
     try:
         return init_options, run_init(init_options, _echo)
     except PreflightError as e:
@@ -150,7 +170,14 @@ def _add_phases() -> None:
     from k8py.kubeadm.init import PHASES
 
     for name in PHASES:
-        phase.add_command(_phase_command(name))
+        if name == "etcd":  # kubeadm's `init phase etcd local` (external etcd has nothing to run)
+            group = click.Group("etcd", help="Generate the static Pod manifest file for a local etcd member.")
+            local = _phase_command("etcd")
+            local.name = "local"
+            group.add_command(local)
+            phase.add_command(group)
+        else:
+            phase.add_command(_phase_command(name))
 
 
 _add_phases()
@@ -200,6 +227,14 @@ def certs_renew(names: tuple[str, ...], cert_dir: Path | None, kubeconfig_dir: P
                "kube-scheduler and etcd, so that they can use the new certificates.")
 
 
+@certs.command("certificate-key")
+def certs_certificate_key() -> None:
+    """Print a new certificate key (for `k8py init --upload-certs --certificate-key`)."""
+    from k8py.kubeadm.copycerts import create_certificate_key
+
+    click.echo(create_certificate_key())
+
+
 @click.command("reset")
 @click.option("-f", "--force", is_flag=True, help="Reset the node without asking.")
 @_rootfs_option
@@ -224,29 +259,42 @@ def reset(force: bool, rootfs: Path) -> None:
 @click.option("--discovery-timeout", type=float, default=300.0, show_default=True,
               help="Seconds to wait for the cluster to vouch for the token (kubeadm's discovery.timeout).")
 @click.option("--node-name", default=None, help="The node's name (default: the host name).")
+@click.option("--control-plane", is_flag=True, help="Create a new control plane instance on this node.")
+@_certificate_key_option
+@click.option("--apiserver-advertise-address", default=None,
+              help="With --control-plane: the IP its API server and etcd member advertise (default: the node IP).")
+@click.option("--apiserver-bind-port", type=int, default=DEFAULT_BIND_PORT, show_default=True,
+              help="With --control-plane: the port of its API server.")
 @_node_options
 def join(endpoint: str, token: str, ca_cert_hashes: tuple[str, ...], discovery_token_unsafe_skip_ca_verification: bool,
-         discovery_timeout: float, node_name: str | None, ignore_preflight_errors: str, runtime: str | None, rootfs: Path) -> None:
-    """Join this machine to a cluster as a worker node, like `kubeadm join`."""
+         discovery_timeout: float, node_name: str | None, control_plane: bool, certificate_key: str,
+         apiserver_advertise_address: str | None, apiserver_bind_port: int, ignore_preflight_errors: str,
+         runtime: str | None, rootfs: Path) -> None:
+    """Join this machine to a cluster as a worker node, or a control-plane node, like `kubeadm join`."""
     import socket
 
     from k8py.bootstrap.token import DiscoveryError
-    from k8py.kubeadm.join import JOINED, JoinOptions, run_join
+    from k8py.kubeadm.copycerts import CertificateKeyError
+    from k8py.kubeadm.join import JOINED, JOINED_CONTROL_PLANE, JoinOptions, run_join
     from k8py.kubeadm.layout import Layout
     from k8py.kubeadm.preflight import PreflightError
     from k8py.netutil import primary_ip
 
     options = JoinOptions(
         endpoint=endpoint, token=token, ca_cert_hashes=list(ca_cert_hashes), layout=Layout(rootfs.absolute()),
-        node_name=(node_name or socket.gethostname()).lower(), node_ip=primary_ip(),
+        node_name=(node_name or socket.gethostname()).lower(), node_ip=apiserver_advertise_address or primary_ip(),
         unsafe_skip_ca_verification=discovery_token_unsafe_skip_ca_verification,
         ignore_preflight_errors=set(filter(None, ignore_preflight_errors.split(","))), runtime=runtime,
-        discovery_timeout=discovery_timeout,
+        discovery_timeout=discovery_timeout, control_plane=control_plane, certificate_key=certificate_key,
+        bind_port=apiserver_bind_port,
     )
+    if control_plane and not certificate_key:
+        raise click.UsageError("--control-plane needs --certificate-key (certificates copied by hand are not supported)")
     try:
         run_join(options, _echo)
     except PreflightError as e:
         raise click.ClickException(f"error execution phase preflight: {e}") from None
-    except (DiscoveryError, TimeoutError) as e:
+    except (DiscoveryError, TimeoutError, ConfigError, CertificateKeyError) as e:
         raise click.ClickException(str(e)) from None
-    click.echo(JOINED)
+    admin = options.layout.kubernetes_dir / "admin.conf"
+    click.echo(JOINED_CONTROL_PLANE.format(admin=admin) if control_plane else JOINED)

@@ -34,6 +34,16 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class ExternalEtcd:
+    """ClusterConfiguration's etcd.external: an etcd cluster k8py does not run."""
+
+    endpoints: list[str]
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass
 class InitConfig:
     """What `k8py init` sets up; defaults as kubeadm's."""
 
@@ -48,6 +58,7 @@ class InitConfig:
     kubernetes_dir: Path = KUBERNETES_DIR
     apiserver_cert_sans: list[str] = field(default_factory=list)
     cluster_name: str = "kubernetes"
+    external_etcd: ExternalEtcd | None = None  # None: a local (stacked) etcd member on each control-plane node
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -59,12 +70,12 @@ class InitConfig:
 
     @property
     def endpoint_url(self) -> str:
-        return _url(*self.endpoint)
+        return https_url(*self.endpoint)
 
     @property
     def local_url(self) -> str:
         """This control-plane node's own API server (what its controller manager and scheduler use)."""
-        return _url(self.advertise_address, self.bind_port)
+        return https_url(self.advertise_address, self.bind_port)
 
     @property
     def first_service_ip(self) -> str:
@@ -87,7 +98,7 @@ class InitConfig:
             raise ConfigError("--node-name: empty")
 
 
-def _url(host: str, port: int) -> str:
+def https_url(host: str, port: int) -> str:
     try:
         is_v6 = ipaddress.ip_address(host).version == 6
     except ValueError:
@@ -129,19 +140,50 @@ def load_config(path: Path, config: InitConfig) -> InitConfig:
             if (port := _get(doc, "localAPIEndpoint.bindPort", int, where)) is not None:
                 config.bind_port = port
         elif kind == "ClusterConfiguration":
-            for attr, key in (
-                ("control_plane_endpoint", "controlPlaneEndpoint"),
-                ("pod_subnet", "networking.podSubnet"),
-                ("service_subnet", "networking.serviceSubnet"),
-                ("dns_domain", "networking.dnsDomain"),
-                ("cluster_name", "clusterName"),
-            ):
-                if (value := _get(doc, key, str, where)) is not None:
-                    setattr(config, attr, value)
-            if (cert_dir := _get(doc, "certificatesDir", str, where)) is not None:
-                config.cert_dir = Path(cert_dir)
-            if (sans := _get(doc, "apiServer.certSANs", list, where)) is not None:
-                config.apiserver_cert_sans = [str(s) for s in sans]
+            apply_cluster_configuration(doc, config, where)
         elif kind not in ("JoinConfiguration", "ResetConfiguration", "UpgradeConfiguration"):
             raise ConfigError(f"{path}: kind {kind!r} is not a kubeadm configuration")
     return config
+
+
+def apply_cluster_configuration(doc: dict[str, Any], config: InitConfig, where: str) -> InitConfig:
+    """Apply a ClusterConfiguration document (from ``--config``, or kubeadm-config on join) to ``config``."""
+    for attr, key in (
+        ("control_plane_endpoint", "controlPlaneEndpoint"),
+        ("pod_subnet", "networking.podSubnet"),
+        ("service_subnet", "networking.serviceSubnet"),
+        ("dns_domain", "networking.dnsDomain"),
+        ("cluster_name", "clusterName"),
+    ):
+        if (value := _get(doc, key, str, where)) is not None:
+            setattr(config, attr, value)
+    if (cert_dir := _get(doc, "certificatesDir", str, where)) is not None:
+        config.cert_dir = Path(cert_dir)
+    if (sans := _get(doc, "apiServer.certSANs", list, where)) is not None:
+        config.apiserver_cert_sans = [str(s) for s in sans]
+    if _get(doc, "etcd.external", dict, where) is not None:
+        endpoints = _get(doc, "etcd.external.endpoints", list, where)
+        if not endpoints:
+            raise ConfigError(f"{where}: etcd.external.endpoints must list at least one endpoint")
+        files = [_get(doc, f"etcd.external.{key}", str, where) or "" for key in ("caFile", "certFile", "keyFile")]
+        config.external_etcd = ExternalEtcd([str(e) for e in endpoints], *files)
+    return config
+
+
+def cluster_configuration(config: InitConfig, etcd_data_dir: Path) -> dict[str, Any]:
+    """The ClusterConfiguration `k8py init` stores in kubeadm-config (what joining nodes read)."""
+    etcd: dict[str, Any]
+    if config.external_etcd is None:
+        etcd = {"local": {"dataDir": str(etcd_data_dir)}}
+    else:
+        ext = config.external_etcd
+        etcd = {"external": {"endpoints": ext.endpoints, "caFile": ext.ca_file, "certFile": ext.cert_file,
+                             "keyFile": ext.key_file}}
+    return {
+        "apiVersion": API_VERSIONS[0], "kind": "ClusterConfiguration", "clusterName": config.cluster_name,
+        "controlPlaneEndpoint": config.control_plane_endpoint, "certificatesDir": str(config.cert_dir),
+        "kubernetesVersion": "v1.32.0", "etcd": etcd,
+        "networking": {"dnsDomain": config.dns_domain, "podSubnet": config.pod_subnet,
+                       "serviceSubnet": config.service_subnet},
+        "apiServer": {"certSANs": config.apiserver_cert_sans},
+    }

@@ -3,8 +3,9 @@ for kube-apiserver, kube-controller-manager and kube-scheduler, each a k8py comp
 process runtime (host network, RuntimeClass ``process``) that the kubelet runs and mirrors into
 kube-system, with kubeadm's labels (``component``, ``tier: control-plane``) and probes.
 
-The API server uses the PKI as `init phase certs` laid it out (kube-apiserver's file flags) and,
-until etcd is its store (the HA issue), the embedded store under ``/var/lib/k8py/apiserver``.
+The API server uses the PKI as `init phase certs` laid it out (kube-apiserver's file flags) and
+etcd as its store: the node's own stacked member (https://127.0.0.1:2379, see etcd.py) or the
+external cluster of the configuration, with kube-apiserver's --etcd-* flags.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from k8py.bootstrap.addons import process_pod_spec, write_manifests
 from k8py.kubeadm.config import InitConfig
+from k8py.kubeadm.etcd import LOCAL_CLIENT_URL
 from k8py.kubeadm.layout import Layout
 
 Obj = dict[str, Any]
@@ -22,7 +24,11 @@ SCHEDULER_PORT = 10259
 CONTROLLERS = "*,bootstrapsigner,tokencleaner"
 
 
-def _static_pod(component: str, argv: list[str], probe: Obj | None) -> Obj:
+# where joining control-plane nodes and `kubeadm upgrade` find the API servers (kubeadm's constant)
+ADVERTISE_ADDRESS_ANNOTATION = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
+
+
+def _static_pod(component: str, argv: list[str], probe: Obj | None, annotations: dict[str, str] | None = None) -> Obj:
     """``probe``: the liveness probe's handler, with kubeadm's timings (None: no probe)."""
     container: Obj = {}
     if probe is not None:
@@ -33,9 +39,22 @@ def _static_pod(component: str, argv: list[str], probe: Obj | None) -> Obj:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": component, "namespace": "kube-system",
-                     "labels": {"component": component, "tier": "control-plane"}},
+                     "labels": {"component": component, "tier": "control-plane"},
+                     **({"annotations": annotations} if annotations else {})},
         "spec": spec,
     }
+
+
+def etcd_flags(config: InitConfig) -> list[str]:
+    """kube-apiserver's --etcd-* flags: the external cluster's, else the local member's (kubeadm's)."""
+    if (ext := config.external_etcd) is not None:
+        files = [(flag, path) for flag, path in (("--etcd-cafile", ext.ca_file), ("--etcd-certfile", ext.cert_file),
+                                                 ("--etcd-keyfile", ext.key_file)) if path]
+        return ["--etcd-servers", ",".join(ext.endpoints), *(arg for pair in files for arg in pair)]
+    pki = config.cert_dir
+    return ["--etcd-servers", LOCAL_CLIENT_URL, "--etcd-cafile", str(pki / "etcd" / "ca.crt"),
+            "--etcd-certfile", str(pki / "apiserver-etcd-client.crt"),
+            "--etcd-keyfile", str(pki / "apiserver-etcd-client.key")]
 
 
 def control_plane_manifests(config: InitConfig, layout: Layout) -> dict[str, Obj]:
@@ -44,6 +63,7 @@ def control_plane_manifests(config: InitConfig, layout: Layout) -> dict[str, Obj
     apiserver = [
         "apiserver",
         "--data-dir", str(layout.apiserver_dir),
+        *etcd_flags(config),
         "--bind-address", "0.0.0.0",
         "--secure-port", str(config.bind_port),
         "--advertise-address", config.advertise_address,
@@ -80,7 +100,8 @@ def control_plane_manifests(config: InitConfig, layout: Layout) -> dict[str, Obj
     https_livez = {"httpGet": {"host": config.advertise_address, "path": "/livez", "port": config.bind_port,
                                "scheme": "HTTPS"}}
     return {
-        "kube-apiserver.yaml": _static_pod("kube-apiserver", apiserver, https_livez),
+        "kube-apiserver.yaml": _static_pod("kube-apiserver", apiserver, https_livez, {
+            ADVERTISE_ADDRESS_ANNOTATION: f"{config.advertise_address}:{config.bind_port}"}),
         # (k8py's controller manager serves no /healthz yet: no probe)
         "kube-controller-manager.yaml": _static_pod("kube-controller-manager", controller_manager, None),
         "kube-scheduler.yaml": _static_pod("kube-scheduler", scheduler, {

@@ -1,9 +1,10 @@
 """`k8py init`: kubeadm's init workflow, phase by phase (cmd/kubeadm/app/cmd/phases/init).
 
-preflight -> certs -> kubeconfig -> control-plane -> kubelet-start -> wait-control-plane ->
-upload-config -> mark-control-plane -> bootstrap-token -> addon, then the join command.
-(kubeadm's `etcd` phase comes with etcd as the store, the HA issue: until then the API server
-keeps the embedded store in /var/lib/k8py/apiserver.)
+preflight -> certs -> kubeconfig -> etcd -> control-plane -> kubelet-start -> wait-control-plane ->
+upload-config -> upload-certs -> mark-control-plane -> bootstrap-token -> addon, then the join
+commands (for control-plane nodes too when the certificates were uploaded). kubelet-start starts
+the node-local API server load balancer (apiserverlb.py) before the kubelet, whose kubelet.conf
+points at it.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from k8py.bootstrap.token import KUBEADM_DEFAULT_GROUP
 from k8py.client import ClientError, RESTClient
 from k8py.client.ensure import ensure_objects
 from k8py.client.resources import NODES
-from k8py.kubeadm import kubeletservice
+from k8py.kubeadm import apiserverlb, kubeletservice
 from k8py.kubeadm.addons import addon_objects
 from k8py.kubeadm.certs import CLUSTER_ADMINS_GROUP, create_certs, paths
-from k8py.kubeadm.config import InitConfig
+from k8py.kubeadm.config import InitConfig, cluster_configuration
 from k8py.kubeadm.controlplane import write_control_plane
+from k8py.kubeadm.copycerts import upload_certs
+from k8py.kubeadm.etcd import write_local_etcd
 from k8py.kubeadm.kubeconfigs import create_kubeconfigs
 from k8py.kubeadm.layout import Layout
 from k8py.kubeadm.preflight import init_checks, report
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node.kubernetes.io/exclude-from-external-load-balancers")
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
-PHASES = ("preflight", "certs", "kubeconfig", "control-plane", "kubelet-start", "wait-control-plane",
-          "upload-config", "mark-control-plane", "bootstrap-token", "addon")
+PHASES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "wait-control-plane",
+          "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token", "addon")
 
 
 @dataclass
@@ -44,6 +47,8 @@ class InitOptions:
     skip_phases: set[str] = field(default_factory=set)
     token: str = ""  # the bootstrap token (generated when empty)
     runtime: str | None = None  # the kubelet's --runtime (default: its own choice)
+    upload_certs: bool = False  # the upload-certs phase stores the shared certificates in kubeadm-certs
+    certificate_key: str = ""  # that Secret's key (generated when empty)
     wait_timeout: float = 240.0
 
 
@@ -78,23 +83,14 @@ async def wait_for_api(layout: Layout, timeout: float, progress: Callable[[str],
             await asyncio.sleep(0.5)
 
 
-def _cluster_configuration(config: InitConfig) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration", "clusterName": config.cluster_name,
-        "controlPlaneEndpoint": config.control_plane_endpoint, "certificatesDir": str(config.cert_dir),
-        "kubernetesVersion": "v1.32.0",
-        "networking": {"dnsDomain": config.dns_domain, "podSubnet": config.pod_subnet,
-                       "serviceSubnet": config.service_subnet},
-        "apiServer": {"certSANs": config.apiserver_cert_sans},
-    }, sort_keys=False)
-
-
-async def _upload_config(client: RESTClient, config: InitConfig, progress: Callable[[str], None]) -> None:
+async def _upload_config(client: RESTClient, config: InitConfig, layout: Layout,
+                         progress: Callable[[str], None]) -> None:
     progress("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the "
              "\"kube-system\" Namespace")
     await ensure_objects(client, [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-         "data": {"ClusterConfiguration": _cluster_configuration(config)}},
+         "data": {"ClusterConfiguration": yaml.safe_dump(cluster_configuration(config, layout.etcd_dir),
+                                                         sort_keys=False)}},
         # joining nodes read kubeadm-config with their bootstrap token (kubeadm:nodes-kubeadm-config)
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": {"name": "kubeadm:nodes-kubeadm-config", "namespace": "kube-system"},
@@ -105,6 +101,7 @@ async def _upload_config(client: RESTClient, config: InitConfig, progress: Calla
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubeadm:nodes-kubeadm-config"},
          "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
                       for group in (KUBEADM_DEFAULT_GROUP, "system:nodes")]},
+        *apiserverlb.discovery_rbac(),
         # admin.conf's group is bound to cluster-admin (super-admin.conf's system:masters bypasses RBAC)
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": CLUSTER_ADMINS_GROUP},
@@ -113,8 +110,8 @@ async def _upload_config(client: RESTClient, config: InitConfig, progress: Calla
     ])
 
 
-async def _mark_control_plane(client: RESTClient, config: InitConfig, timeout: float,
-                              progress: Callable[[str], None]) -> None:
+async def mark_control_plane(client: RESTClient, config: InitConfig, timeout: float,
+                             progress: Callable[[str], None]) -> None:
     progress(f"[mark-control-plane] Marking the node {config.node_name} as control-plane by adding the labels: "
              f"[{' '.join(CONTROL_PLANE_LABELS)}]")
     progress(f"[mark-control-plane] Marking the node {config.node_name} as control-plane by adding the taints "
@@ -146,7 +143,7 @@ async def _bootstrap_token(client: RESTClient, config: InitConfig, token: str, p
 
 
 async def _addons(client: RESTClient, config: InitConfig, progress: Callable[[str], None]) -> None:
-    await ensure_objects(client, addon_objects(server=config.endpoint_url, cluster_cidr=config.pod_subnet,
+    await ensure_objects(client, addon_objects(server=apiserverlb.LOCAL_URL, cluster_cidr=config.pod_subnet,
                                                service_cidr=config.service_subnet, cluster_domain=config.dns_domain))
     progress("[addons] Applied essential addon: k8py-dns")
     progress("[addons] Applied essential addon: kube-proxy")
@@ -169,12 +166,15 @@ def run_init(options: InitOptions, progress: Callable[[str], None]) -> str:
         create_certs(config, progress)
     if "kubeconfig" not in skip:
         create_kubeconfigs(config, load_ca(*paths(config.cert_dir, "ca")), progress)
+    if "etcd" not in skip and config.external_etcd is None:
+        write_local_etcd(config, layout, progress)
     if "control-plane" not in skip:
         write_control_plane(config, layout, progress)
     if "kubelet-start" not in skip:
         kubeletservice.write_flags(layout, kubelet_flags(config, layout, options.runtime,
                                                           str(config.kubernetes_dir / "kubelet.conf")))
         progress(f"[kubelet-start] Writing kubelet environment file with flags to file \"{layout.kubelet_flags_file}\"")
+        apiserverlb.start(config, layout, config.endpoint_url, progress)
         kubeletservice.start(layout, progress)
     if ONLINE_PHASES <= skip:
         return ""
@@ -189,9 +189,15 @@ async def _online_phases(options: InitOptions, progress: Callable[[str], None]) 
     token = ""
     async with _admin(layout, "super-admin.conf") as client:
         if "upload-config" not in skip:
-            await _upload_config(client, config, progress)
+            await _upload_config(client, config, layout, progress)
+        if "upload-certs" not in skip:
+            if options.upload_certs:
+                await upload_certs(client, config, options.certificate_key, progress)
+                progress(f"[upload-certs] Using certificate key:\n{options.certificate_key}")
+            else:
+                progress("[upload-certs] Skipping phase. Please see --upload-certs")
         if "mark-control-plane" not in skip:
-            await _mark_control_plane(client, config, options.wait_timeout, progress)
+            await mark_control_plane(client, config, options.wait_timeout, progress)
         if "bootstrap-token" not in skip:
             token = await _bootstrap_token(client, config, options.token, progress)
         if "addon" not in skip:
@@ -219,6 +225,13 @@ def success_message(options: InitOptions, token: str) -> str:
         host, port = options.config.endpoint
         pins = " ".join(f"--discovery-token-ca-cert-hash {pin}" for pin in ca_cert_hashes(
             load_ca(*paths(options.config.cert_dir, "ca")).cert_pem()))
+        join = f"k8py join {host}:{port} --token {token} \\\n\t{pins}"
+        if options.config.control_plane_endpoint and options.upload_certs:
+            text += ("\nYou can now join any number of control-plane nodes running the following command on each as "
+                     f"root:\n\n  {join} \\\n\t--control-plane --certificate-key {options.certificate_key}\n\n"
+                     "Please note that the certificate-key gives access to cluster sensitive data, keep it secret!\n"
+                     "As a safeguard, uploaded-certs will be deleted in two hours; If necessary, you can use\n"
+                     "\"k8py init phase upload-certs --upload-certs\" to reload certs afterward.\n")
         text += ("\nThen you can join any number of worker nodes by running the following on each as root:\n\n"
-                 f"k8py join {host}:{port} --token {token} \\\n\t{pins}\n")
+                 f"{join}\n")
     return text

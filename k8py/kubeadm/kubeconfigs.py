@@ -5,7 +5,7 @@ embeds the cluster CA and a client certificate of its own.
     super-admin.conf         kubernetes-super-admin, O system:masters (bypasses RBAC)
     controller-manager.conf  system:kube-controller-manager   (this node's API server)
     scheduler.conf           system:kube-scheduler            (this node's API server)
-    kubelet.conf             system:node:<node name>, O system:nodes
+    kubelet.conf             system:node:<node name>, O system:nodes  (the node-local load balancer)
 
 A file that already names the same CA and server is kept, as kubeadm does.
 """
@@ -23,6 +23,7 @@ from cryptography import x509
 
 from k8py.bootstrap.kubeconfig import write_kubeconfig
 from k8py.bootstrap.pki import CertificateAuthority, CertKeyPair, issue_client_cert
+from k8py.kubeadm import apiserverlb
 from k8py.kubeadm.certs import CLUSTER_ADMINS_GROUP
 from k8py.kubeadm.config import InitConfig
 
@@ -33,8 +34,11 @@ class KubeconfigSpec:
     user: Callable[[InitConfig], str]
     organizations: tuple[str, ...] = ()
     local: bool = False  # the node's own API server rather than the control-plane endpoint
+    balanced: bool = False  # the node-local load balancer rather than the control-plane endpoint
 
     def server(self, config: InitConfig) -> str:
+        if self.balanced:
+            return apiserverlb.LOCAL_URL
         return config.local_url if self.local else config.endpoint_url
 
 
@@ -43,7 +47,7 @@ KUBECONFIGS = (
     KubeconfigSpec("super-admin.conf", lambda _c: "kubernetes-super-admin", ("system:masters",)),
     KubeconfigSpec("controller-manager.conf", lambda _c: "system:kube-controller-manager", local=True),
     KubeconfigSpec("scheduler.conf", lambda _c: "system:kube-scheduler", local=True),
-    KubeconfigSpec("kubelet.conf", lambda c: f"system:node:{c.node_name}", ("system:nodes",)),
+    KubeconfigSpec("kubelet.conf", lambda c: f"system:node:{c.node_name}", ("system:nodes",), balanced=True),
 )
 
 

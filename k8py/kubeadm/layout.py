@@ -42,7 +42,7 @@ class Layout:
         return self._at("/var/lib/etcd")
 
     @property
-    def apiserver_dir(self) -> Path:  # the embedded store, until etcd is the store of `k8py init`
+    def apiserver_dir(self) -> Path:  # the API server's --data-dir (its store unless it runs on etcd)
         return self._at("/var/lib/k8py/apiserver")
 
     @property
@@ -54,5 +54,5 @@ class Layout:
         return self._at("/var/log/k8py")
 
     @property
-    def systemd_unit(self) -> Path:
-        return self._at("/etc/systemd/system/k8py-kubelet.service")
+    def systemd_dir(self) -> Path:  # the host services' units
+        return self._at("/etc/systemd/system")

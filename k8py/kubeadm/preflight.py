@@ -14,10 +14,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from k8py.kubeadm.apiserverlb import LISTEN_PORT as APISERVER_LB_PORT
 from k8py.kubeadm.config import InitConfig
 
-CONTROL_PLANE_PORTS = (10259, 10257, 2379, 2380)  # scheduler, controller manager, etcd client and peer
+ETCD_PORTS = (2379, 2380)  # client and peer
+CONTROL_PLANE_PORTS = (10259, 10257, *ETCD_PORTS)  # scheduler, controller manager, a local etcd member
 KUBELET_PORT = 10250
+NODE_PORTS = (KUBELET_PORT, APISERVER_LB_PORT)  # the kubelet, the node-local API server load balancer
 MANIFESTS = ("kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "etcd.yaml")
 BINARIES = ("containerd", "runc", "ip", "nft", "nsenter", "mount")
 MIN_MEMORY_MB = 1700
@@ -87,22 +90,30 @@ def _common(kubernetes_dir: Path, ports: Iterable[int], node_name: str) -> Itera
         yield Finding(f"FileAvailable-{_path_name(kubelet_conf)}", f"{kubelet_conf} already exists", True)
 
 
-def init_checks(config: InitConfig, etcd_data_dir: Path) -> list[Finding]:
-    findings = list(_common(config.kubernetes_dir, (config.bind_port, *CONTROL_PLANE_PORTS, KUBELET_PORT),
-                            config.node_name))
+def control_plane_checks(config: InitConfig, etcd_data_dir: Path) -> list[Finding]:
+    """What a control-plane node needs besides a node's checks (`init`, `join --control-plane`)."""
+    local_etcd = config.external_etcd is None
+    ports = CONTROL_PLANE_PORTS if local_etcd else tuple(p for p in CONTROL_PLANE_PORTS if p not in ETCD_PORTS)
+    findings = [Finding(f"Port-{port}", f"Port {port} is in use", True)
+                for port in (config.bind_port, *ports) if _port_in_use(port)]
     if (cpus := os.cpu_count() or 1) < 2:
         findings.append(Finding("NumCPU", f"the number of available CPUs {cpus} is less than the required 2", True))
     for manifest in MANIFESTS:
         path = config.kubernetes_dir / "manifests" / manifest
         if path.exists():
             findings.append(Finding(f"FileAvailable-{_path_name(path)}", f"{path} already exists", True))
-    if etcd_data_dir.is_dir() and any(etcd_data_dir.iterdir()):
+    if local_etcd and etcd_data_dir.is_dir() and any(etcd_data_dir.iterdir()):
         findings.append(Finding(f"DirAvailable-{_path_name(etcd_data_dir)}", f"{etcd_data_dir} is not empty", True))
     return findings
 
 
+def init_checks(config: InitConfig, etcd_data_dir: Path) -> list[Finding]:
+    return [*_common(config.kubernetes_dir, NODE_PORTS, config.node_name),
+            *control_plane_checks(config, etcd_data_dir)]
+
+
 def join_checks(kubernetes_dir: Path, node_name: str) -> list[Finding]:
-    findings = list(_common(kubernetes_dir, (KUBELET_PORT,), node_name))
+    findings = list(_common(kubernetes_dir, NODE_PORTS, node_name))
     ca = kubernetes_dir / "pki" / "ca.crt"
     if ca.exists():
         findings.append(Finding(f"FileAvailable-{_path_name(ca)}", f"{ca} already exists", True))
