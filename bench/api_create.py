@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -184,6 +185,27 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
+@contextlib.asynccontextmanager
+async def api_server(data: Path, clients: int, *extra: str) -> AsyncIterator[tuple[aiohttp.ClientSession, str, int]]:
+    """`k8py up` as the API server alone (with `extra` flags), an admin session to it and its pid; stopped
+    on exit. Without nodes, a scheduler would add a failed attempt (an Event and a status patch) for every
+    pod created, and the controller manager's controllers watch pods (garbage collector, endpoints,
+    disruption, ...); the one thing a pod needs from them, the namespace's `default` ServiceAccount, is
+    created by the benchmarks themselves."""
+    port = _free_port()
+    proc = _up(data, port, "--disable-scheduler", "--disable-controller-manager", "--disable-kubelet", *extra)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:
+            await _wait_ready(s, url, time.monotonic(), proc)
+        ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
+        ctx.load_cert_chain(data / "pki" / "admin.crt", data / "pki" / "admin.key")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=clients)) as s:
+            yield s, url, proc.pid
+    finally:
+        _stop(proc)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=5000)
@@ -203,26 +225,11 @@ async def main() -> None:
         finally:
             _stop(proc)
             await killall(Path(tmp) / "full" / "kubelet")
-        # the API server's create path alone: without nodes, a scheduler would add a failed
-        # attempt (an Event and a status patch) for every pod created, and the controller
-        # manager's controllers watch pods (garbage collector, endpoints, disruption, ...); the
-        # one thing a pod needs from them, the namespace's `default` ServiceAccount, is created here
-        data = Path(tmp) / "data"
-        port = _free_port()
-        proc = _up(data, port, "--disable-scheduler", "--disable-controller-manager", "--disable-kubelet")
-        try:
-            url = f"https://127.0.0.1:{port}"
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:
-                await _wait_ready(s, url, time.monotonic(), proc)
-            ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
-            ctx.load_cert_chain(data / "pki" / "admin.crt", data / "pki" / "admin.key")
-            conn = aiohttp.TCPConnector(ssl=ctx, limit=args.clients)
-            async with aiohttp.ClientSession(connector=conn) as s:
-                await _default_service_account(s, url)
-                rate, lat = await _create_pods(s, url, args.pods, args.clients)
-            raw = await measure_single_row_commit_rate(str(Path(tmp) / "raw.db"), 5000)
-        finally:
-            _stop(proc)
+        # the API server's create path alone
+        async with api_server(Path(tmp) / "data", args.clients) as (s, url, _):
+            await _default_service_account(s, url)
+            rate, lat = await _create_pods(s, url, args.pods, args.clients)
+        raw = await measure_single_row_commit_rate(str(Path(tmp) / "raw.db"), 5000)
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
     print(f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}")

@@ -28,11 +28,10 @@ import asyncio
 import contextlib
 import os
 import platform
-import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_create import (  # noqa: E402
     _create_pods,
     _default_service_account,
-    _free_port,
-    _stop,
-    _up,
-    _wait_ready,
+    api_server,
     concurrently,
 )
 from bench.deployment_scale import cpu_seconds  # noqa: E402
@@ -147,25 +143,12 @@ def _pid(etcd: EtcdCluster) -> int:
     return proc.pid
 
 
-@contextlib.asynccontextmanager
-async def _api_server(data: Path, etcd: EtcdCluster, clients: int,
-                      ) -> AsyncIterator[tuple[aiohttp.ClientSession, str, int]]:
-    """`k8py up` (the API server alone) on etcd, an admin session to it and its pid; stopped on exit."""
+def _api_server(data: Path, etcd: EtcdCluster, clients: int,
+                ) -> contextlib.AbstractAsyncContextManager[tuple[aiohttp.ClientSession, str, int]]:
+    """The API server alone on etcd (api_create's api_server)."""
     tls = etcd.client_tls
-    port = _free_port()
-    proc = _up(data, port, "--disable-scheduler", "--disable-controller-manager", "--disable-kubelet",
-               "--etcd-servers", etcd.endpoints[0], "--etcd-cafile", str(tls.ca_file),
-               "--etcd-certfile", str(tls.cert_file), "--etcd-keyfile", str(tls.key_file))
-    try:
-        url = f"https://127.0.0.1:{port}"
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:
-            await _wait_ready(s, url, time.monotonic(), proc)
-        ctx = ssl.create_default_context(cafile=str(data / "pki" / "ca.crt"))
-        ctx.load_cert_chain(data / "pki" / "admin.crt", data / "pki" / "admin.key")
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=clients)) as s:
-            yield s, url, proc.pid
-    finally:
-        _stop(proc)
+    return api_server(data, clients, "--etcd-servers", etcd.endpoints[0], "--etcd-cafile", str(tls.ca_file),
+                      "--etcd-certfile", str(tls.cert_file), "--etcd-keyfile", str(tls.key_file))
 
 
 async def _lists(s: aiohttp.ClientSession, url: str, store: EtcdStore, n: int, iterations: int,
