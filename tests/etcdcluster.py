@@ -1,5 +1,6 @@
-"""Real etcd members for tests: `/usr/bin/etcd` on loopback ports, with TLS from a throwaway etcd CA
-(client and peer certificates, client-cert-auth on), each member stopped by its own PID."""
+"""Real etcd members for tests: `/usr/bin/etcd` on loopback ports (or on an address of a network
+namespace, run through `nsenter --net`), with TLS from a throwaway etcd CA (client and peer
+certificates, client-cert-auth on), each member stopped by its own PID."""
 
 from __future__ import annotations
 
@@ -28,33 +29,37 @@ class Member:
     client_port: int
     peer_port: int
     data_dir: Path
+    ip: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def client_url(self) -> str:
-        return f"https://127.0.0.1:{self.client_port}"
+        return f"https://{self.ip}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"https://127.0.0.1:{self.peer_port}"
+        return f"https://{self.ip}:{self.peer_port}"
 
 
 class EtcdCluster:
-    """`size` members on 127.0.0.1; `client_tls` are the files a client (the API server) uses."""
+    """`size` members on ``ip`` (in the network namespace at path ``netns``, default this process's);
+    `client_tls` are the files a client (the API server) uses."""
 
-    def __init__(self, base: Path, size: int = 1) -> None:
+    def __init__(self, base: Path, size: int = 1, ip: str = "127.0.0.1", netns: str | None = None) -> None:
         self.base = base
         pki = base / "pki"
         pki.mkdir(parents=True, exist_ok=True)
         ca = create_ca("etcd-ca")
         save_pair(ca, pki / "ca.crt", pki / "ca.key")
-        server = issue_cert(ca, "etcd", server=True, client=True, dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        server = issue_cert(ca, "etcd", server=True, client=True, dns_names=["localhost"],
+                            ip_addresses=sorted({"127.0.0.1", ip}))
         save_pair(server, pki / "server.crt", pki / "server.key")
         client = issue_cert(ca, "kube-apiserver-etcd-client", client=True)
         save_pair(client, pki / "client.crt", pki / "client.key")
         self.pki = pki
         self.client_tls = TLSFiles(pki / "ca.crt", pki / "client.crt", pki / "client.key")
-        self.members = [Member(f"m{i}", free_port(), free_port(), base / f"m{i}") for i in range(size)]
+        self.nsenter = ["nsenter", f"--net={netns}"] if netns else []
+        self.members = [Member(f"m{i}", free_port(), free_port(), base / f"m{i}", ip) for i in range(size)]
 
     @property
     def endpoints(self) -> list[str]:
@@ -70,7 +75,7 @@ class EtcdCluster:
     def start_member(self, m: Member, initial_cluster: str, state: str) -> None:
         p = self.pki
         argv = [
-            ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
+            *self.nsenter, ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
             "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
@@ -88,7 +93,7 @@ class EtcdCluster:
     def etcdctl(self, *args: str, endpoints: list[str] | None = None) -> str:
         p = self.pki
         out = subprocess.run(
-            [ETCDCTL, "--endpoints", ",".join(endpoints or self.live_endpoints()), "--cacert", str(p / "ca.crt"),
+            [*self.nsenter, ETCDCTL, "--endpoints", ",".join(endpoints or self.live_endpoints()), "--cacert", str(p / "ca.crt"),
              "--cert", str(p / "client.crt"), "--key", str(p / "client.key"), *args],
             capture_output=True, text=True, timeout=20, env={**os.environ, "ETCDCTL_API": "3"},
         )

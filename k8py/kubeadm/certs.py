@@ -20,7 +20,9 @@ Layout and subjects as kubeadm's (cmd/kubeadm/app/phases/certs)::
     sa.key / sa.pub          the service-account token signing key pair
 
 An existing file is kept when it is valid for its CA and (for serving certificates) covers the
-names wanted, so that the phase can be re-run; a CA is never replaced.
+names wanted, so that the phase can be re-run; a CA is never replaced. With an external etcd the
+etcd CA and its leaves are not made (kubeadm's "External etcd mode"): the configuration names the
+external cluster's files, which may sit at the same paths.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class CA:
     common_name: str
 
 
-CAS = (CA("ca", "kubernetes"), CA("front-proxy-ca", "front-proxy-ca"), CA("etcd/ca", "etcd-ca"))
+ETCD_CA = "etcd/ca"
+CAS = (CA("ca", "kubernetes"), CA("front-proxy-ca", "front-proxy-ca"), CA(ETCD_CA, "etcd-ca"))
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,10 @@ def load_cas(cert_dir: Path) -> dict[str, CertificateAuthority]:
     return {ca.name: load_ca(*paths(cert_dir, ca.name)) for ca in CAS}
 
 
-def ensure_cas(cert_dir: Path, progress: Callable[[str], None]) -> dict[str, CertificateAuthority]:
+def ensure_cas(cert_dir: Path, progress: Callable[[str], None],
+               cas_wanted: tuple[CA, ...] = CAS) -> dict[str, CertificateAuthority]:
     cas = {}
-    for ca in CAS:
+    for ca in cas_wanted:
         cert, key = paths(cert_dir, ca.name)
         if cert.exists() and key.exists():
             cas[ca.name] = load_ca(cert, key)
@@ -168,8 +172,14 @@ def create_certs(config: InitConfig, progress: Callable[[str], None]) -> None:
     """kubeadm's `init phase certs all`."""
     cert_dir = config.cert_dir
     progress(f"[certs] Using certificateDir folder \"{cert_dir}\"")
-    cas = ensure_cas(cert_dir, progress)
+    external = config.external_etcd is not None
+    if external:
+        progress(f"[certs] External etcd mode: Skipping {ETCD_CA} certificate authority generation")
+    cas = ensure_cas(cert_dir, progress, tuple(ca for ca in CAS if not (external and ca.name == ETCD_CA)))
     for leaf in LEAVES:
+        if leaf.ca not in cas:
+            progress(f"[certs] External etcd mode: Skipping {leaf.base} certificate generation")
+            continue
         cert_path, key_path = paths(cert_dir, leaf.base)
         if _usable(leaf, config, cas[leaf.ca], cert_path, key_path):
             progress(f"[certs] Using the existing \"{leaf.name}\" certificate and key")
