@@ -159,6 +159,25 @@ def test_check_expiration_and_renew(tmp_path: Path) -> None:
         renew(["kubelet.conf"], tmp_path / "pki", tmp_path)
 
 
+def test_an_external_etcds_certificates_are_externally_managed(tmp_path: Path) -> None:
+    """With an external etcd, pki/etcd/ca.crt and apiserver-etcd-client come from its admins (no CA key) and
+    there is no local etcd's certificates: listed as externally managed or not at all, never renewed."""
+    config = _config(tmp_path)
+    create_certs(config, lambda _m: None)
+    create_kubeconfigs(config, load_ca(*paths(config.cert_dir, "ca")), lambda _m: None)
+    pki = tmp_path / "pki"
+    for name in ("etcd/ca.key", "etcd/server.crt", "etcd/server.key", "etcd/peer.crt", "etcd/peer.key",
+                 "etcd/healthcheck-client.crt", "etcd/healthcheck-client.key"):
+        (pki / name).unlink()
+    rows = {line.split()[0]: line.split() for line in check_expiration(pki, tmp_path).splitlines()[1:] if line}
+    assert not {"etcd-server", "etcd-peer", "etcd-healthcheck-client"} & set(rows)
+    assert rows["apiserver-etcd-client"][-2:] == ["etcd-ca", "yes"] and rows["apiserver"][-1] == "no"
+    assert rows["etcd-ca"][-1] == "yes" and rows["ca"][-1] == "no"
+    assert len(renew(["all"], pki, tmp_path)) == 7
+    with pytest.raises(ValueError, match="apiserver-etcd-client: externally managed"):
+        renew(["apiserver-etcd-client"], pki, tmp_path)
+
+
 @pytest.mark.parametrize(("seconds", "text"), [
     (-5, "<invalid>"), (-1, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (86399, "23h"),
     (86400, "1d"), (364 * 86400, "364d"), (365 * 86400, "1y"), (3650 * 86400, "10y"),

@@ -121,10 +121,6 @@ def paths(cert_dir: Path, base: str) -> tuple[Path, Path]:
     return cert_dir / f"{base}.crt", cert_dir / f"{base}.key"
 
 
-def load_cas(cert_dir: Path) -> dict[str, CertificateAuthority]:
-    return {ca.name: load_ca(*paths(cert_dir, ca.name)) for ca in CAS}
-
-
 def ensure_cas(cert_dir: Path, progress: Callable[[str], None],
                cas_wanted: tuple[CA, ...] = CAS) -> dict[str, CertificateAuthority]:
     cas = {}

@@ -2,6 +2,10 @@
 the control plane's leaf certificates and the client certificates embedded in its kubeconfig files,
 renewed with the same subject and names (a new key, one more year), signed by the CAs in place.
 kubelet.conf is not among them: the kubelet rotates its own certificate.
+
+A CA whose key is not on the node is externally managed (kubeadm's rule), and so are the
+certificates it signed: they are listed as such and not renewed; those of them that are not on the
+node either (a local etcd's, with an external etcd) are left out.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import yaml
 from cryptography import x509
 
 from k8py.api.duration import short_human_duration
-from k8py.bootstrap.pki import CertificateAuthority, atomic_write, renew_cert
-from k8py.kubeadm.certs import CAS, LEAVES, Leaf, load_cas, paths, renew_leaf
+from k8py.bootstrap.pki import CertificateAuthority, atomic_write, load_ca, renew_cert
+from k8py.kubeadm.certs import CAS, LEAVES, Leaf, paths, renew_leaf
 from k8py.kubeadm.kubeconfigs import embedded_client_cert, read_kubeconfig
 
 # what kubeadm prints when each is renewed ("certificate ... renewed")
@@ -42,6 +46,11 @@ class Expiration:
     name: str
     expires: dt.datetime | None  # None: the file is missing
     ca: str
+    external: bool = False  # its CA's key is not here
+
+
+def _external(cert_dir: Path, ca: str) -> bool:
+    return not paths(cert_dir, ca)[1].exists()
 
 
 def _leaf(name: str) -> Leaf | None:
@@ -53,23 +62,26 @@ def expirations(cert_dir: Path, kubernetes_dir: Path) -> tuple[list[Expiration],
     certs = []
     for name in RENEWABLE:
         leaf = _leaf(name)
+        ca = leaf.ca if leaf is not None else "ca"
+        external = _external(cert_dir, ca)
         try:
             if leaf is not None:
                 cert = x509.load_pem_x509_certificate(paths(cert_dir, leaf.base)[0].read_bytes())
-                ca = leaf.ca
             else:
                 cert = embedded_client_cert(read_kubeconfig(kubernetes_dir / name))
-                ca = "ca"
-            certs.append(Expiration(name, cert.not_valid_after_utc, CA_DISPLAY[ca]))
+            certs.append(Expiration(name, cert.not_valid_after_utc, CA_DISPLAY[ca], external))
         except (OSError, ValueError, KeyError, IndexError, TypeError):
-            certs.append(Expiration(name, None, CA_DISPLAY[leaf.ca if leaf is not None else "ca"]))
+            if not external:
+                certs.append(Expiration(name, None, CA_DISPLAY[ca]))
     cas = []
     for ca in sorted(CAS, key=lambda c: CA_DISPLAY[c.name]):
+        external = _external(cert_dir, ca.name)
         try:
             cert = x509.load_pem_x509_certificate(paths(cert_dir, ca.name)[0].read_bytes())
-            cas.append(Expiration(CA_DISPLAY[ca.name], cert.not_valid_after_utc, ""))
+            cas.append(Expiration(CA_DISPLAY[ca.name], cert.not_valid_after_utc, "", external))
         except (OSError, ValueError):
-            cas.append(Expiration(CA_DISPLAY[ca.name], None, ""))
+            if not external:
+                cas.append(Expiration(CA_DISPLAY[ca.name], None, ""))
     return certs, cas
 
 
@@ -89,10 +101,14 @@ def check_expiration(cert_dir: Path, kubernetes_dir: Path, now: dt.datetime | No
     now = now or dt.datetime.now(dt.UTC)
     certs, cas = expirations(cert_dir, kubernetes_dir)
     rows = [["CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "EXTERNALLY MANAGED"]]
-    rows += [[e.name, *_when(e, now), e.ca, "no"] for e in certs]
+    rows += [[e.name, *_when(e, now), e.ca, _yes_no(e.external)] for e in certs]
     ca_rows = [["CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED"]]
-    ca_rows += [[e.name, *_when(e, now), "no"] for e in cas]
+    ca_rows += [[e.name, *_when(e, now), _yes_no(e.external)] for e in cas]
     return f"{_table(rows)}\n\n{_table(ca_rows)}\n"
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def _renew_kubeconfig(path: Path, ca: CertificateAuthority) -> None:
@@ -106,11 +122,21 @@ def _renew_kubeconfig(path: Path, ca: CertificateAuthority) -> None:
 
 def renew(names: list[str], cert_dir: Path, kubernetes_dir: Path) -> list[str]:
     """Renew ``names`` (or every renewable one for ``["all"]``); the lines kubeadm prints."""
-    wanted = list(RENEWABLE) if names == ["all"] else names
+    def ca_of(name: str) -> str:
+        leaf = _leaf(name)
+        return leaf.ca if leaf is not None else "ca"
+
+    if names == ["all"]:
+        wanted = [n for n in RENEWABLE if not _external(cert_dir, ca_of(n))]
+    else:
+        wanted = names
     unknown = [n for n in wanted if n not in PURPOSE]
     if unknown:
         raise ValueError(f"unknown certificate(s) {', '.join(unknown)}: expected all or one of {', '.join(RENEWABLE)}")
-    cas = load_cas(cert_dir)
+    external = [n for n in wanted if _external(cert_dir, ca_of(n))]
+    if external:
+        raise ValueError(f"{', '.join(external)}: externally managed (the key of their CA is not in {cert_dir})")
+    cas = {ca: load_ca(*paths(cert_dir, ca)) for ca in {ca_of(n) for n in wanted}}
     lines = []
     for name in wanted:
         if (leaf := _leaf(name)) is not None:
