@@ -37,7 +37,9 @@ from k8py.kubeadm.copycerts import (
 from k8py.kubeadm.etcd import ADVERTISE_CLIENT_URLS_ANNOTATION, etcd_static_pod, write_local_etcd
 from k8py.kubeadm.init import InitOptions, run_init, success_message
 from k8py.kubeadm.layout import Layout
-from tests.conftest import Cluster
+from k8py.kubeadm.preflight import external_etcd_checks
+from tests.conftest import Cluster, free_port
+from tests.etcdcluster import EtcdCluster, needs_etcd
 
 
 def _config(tmp_path: Path, **overrides: Any) -> InitConfig:
@@ -212,3 +214,21 @@ async def test_upload_and_download_certs_through_the_api_server(cluster: Cluster
         assert copied.read_bytes() == path.read_bytes(), name
         assert copied.stat().st_mode & 0o777 == (0o600 if copied.suffix == ".key" else 0o644)
     assert lines[0] == "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace"
+
+
+@needs_etcd
+def test_preflight_reaches_the_external_etcd(tmp_path: Path) -> None:
+    """kubeadm's ExternalEtcdClientCertificates and ExternalEtcdVersion, against a real etcd with TLS."""
+    etcd = EtcdCluster(tmp_path / "etcd").start()
+    try:
+        tls = etcd.client_tls
+        files = (str(tls.ca_file), str(tls.cert_file), str(tls.key_file))
+        assert external_etcd_checks(ExternalEtcd(etcd.endpoints, *files)) == []
+        missing = external_etcd_checks(ExternalEtcd(etcd.endpoints, files[0], files[1], str(tmp_path / "nope.key")))
+        assert [(f.name, f.error) for f in missing] == [("ExternalEtcdClientCertificates", True)]
+        assert "nope.key doesn't exist" in missing[0].message
+        dead = f"https://127.0.0.1:{free_port()}"
+        (unreachable,) = external_etcd_checks(ExternalEtcd([etcd.endpoints[0], dead], *files), timeout=1)
+        assert unreachable.name == "ExternalEtcdVersion" and dead in unreachable.message
+    finally:
+        etcd.stop()

@@ -6,16 +6,19 @@ errors to report as warnings instead (``all`` for every one).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import socket
+import ssl
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from k8py.kubeadm.apiserverlb import LISTEN_PORT as APISERVER_LB_PORT
-from k8py.kubeadm.config import InitConfig
+from k8py.kubeadm.config import ExternalEtcd, InitConfig
 
 ETCD_PORTS = (2379, 2380)  # client and peer
 CONTROL_PLANE_PORTS = (10259, 10257, *ETCD_PORTS)  # scheduler, controller manager, a local etcd member
@@ -104,6 +107,28 @@ def control_plane_checks(config: InitConfig, etcd_data_dir: Path) -> list[Findin
             findings.append(Finding(f"FileAvailable-{_path_name(path)}", f"{path} already exists", True))
     if local_etcd and etcd_data_dir.is_dir() and any(etcd_data_dir.iterdir()):
         findings.append(Finding(f"DirAvailable-{_path_name(etcd_data_dir)}", f"{etcd_data_dir} is not empty", True))
+    if config.external_etcd is not None:
+        findings += external_etcd_checks(config.external_etcd)
+    return findings
+
+
+def external_etcd_checks(etcd: ExternalEtcd, timeout: float = 3.0) -> list[Finding]:
+    """kubeadm's ExternalEtcdClientCertificates (the files are there) and ExternalEtcdVersion (each endpoint
+    answers /version, with the client certificate)."""
+    files = [f for f in (etcd.ca_file, etcd.cert_file, etcd.key_file) if f]
+    findings = [Finding("ExternalEtcdClientCertificates", f"{f} doesn't exist", True)
+                for f in files if not Path(f).is_file()]
+    if findings:
+        return findings
+    ctx = ssl.create_default_context(cafile=etcd.ca_file or None)
+    if etcd.cert_file:
+        ctx.load_cert_chain(etcd.cert_file, etcd.key_file or None)
+    for endpoint in etcd.endpoints:
+        try:
+            with urllib.request.urlopen(f"{endpoint.rstrip('/')}/version", timeout=timeout, context=ctx) as resp:
+                json.loads(resp.read())["etcdserver"]
+        except (OSError, ValueError, KeyError) as e:
+            findings.append(Finding("ExternalEtcdVersion", f"cannot reach etcd at {endpoint}: {e}", True))
     return findings
 
 
