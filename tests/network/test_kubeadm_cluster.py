@@ -25,6 +25,7 @@ import pytest
 from k8py.kubelet.runtime.cri.containerd import Containerd
 from k8py.kubelet.runtime.cri.imagebuild import build_busybox_image
 from tests.conftest import wait_for
+from tests.network.kubeadm_hosts import join
 from tests.network.netns import NetnsLab, requires_netns
 
 pytestmark = [
@@ -65,17 +66,6 @@ class Seed:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
 
-def _join(seed_lab: NetnsLab, root: Path, host: str, endpoint: str, token: str, ca_hash: str,
-          timeout: float = 300) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{seed_lab.hosts[host].netns}", sys.executable, "-m", "k8py.cli", "join",
-         endpoint, "--token", token, "--discovery-token-ca-cert-hash", ca_hash, "--node-name", host,
-         "--runtime", "cri", "--ignore-preflight-errors", "all", "--rootfs", str(root / host),
-         "--discovery-timeout", str(timeout)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
     root = tmp_path_factory.mktemp("seed")
@@ -96,7 +86,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
             match = JOIN.search(init.stdout)
             assert match, init.stdout
             init_seconds = time.monotonic() - started
-            joins = [_join(lab, root, host, *match.groups()) for host in HOSTS[1:]]
+            joins = [join(lab, root, host, *match.groups(), runtime="cri", discovery_timeout=300) for host in HOSTS[1:]]
             for proc in joins:
                 out, _ = proc.communicate(timeout=300)
                 assert proc.returncode == 0 and "This node has joined the cluster" in out, out
@@ -217,6 +207,7 @@ def test_reset_leaves_a_worker_clean_and_a_deleted_token_joins_nothing(seed: See
     # the token printed by init, deleted, no longer lets a node join
     seed.lab.run(seed.netns("master0"), sys.executable, "-m", "k8py.cli", "token", "delete", seed.token,
                  "--kubeconfig", str(seed.root / "master0/etc/kubernetes/admin.conf"))
-    rejoin = _join(seed.lab, seed.root, "worker1", seed.endpoint, seed.token, seed.ca_hash, timeout=5)
+    rejoin = join(seed.lab, seed.root, "worker1", seed.endpoint, seed.token, seed.ca_hash, runtime="cri",
+                  discovery_timeout=5)
     out, _ = rejoin.communicate(timeout=60)
     assert rejoin.returncode != 0 and "This node has joined" not in out, out

@@ -44,6 +44,7 @@ import yaml
 from k8py.client.leaderelection import JITTER_FACTOR
 from k8py.kubeadm.copycerts import create_certificate_key, decode_key, decrypt_bytes
 from tests.conftest import wait_for
+from tests.network.kubeadm_hosts import join
 from tests.network.netns import NetnsLab, requires_netns
 
 pytestmark = [requires_netns]
@@ -105,15 +106,6 @@ class HACluster:
         return json.loads(res.stdout)["members"]
 
 
-def _join(lab: NetnsLab, root: Path, host: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{lab.hosts[host].netns}", sys.executable, "-m", "k8py.cli", "join", *args,
-         "--node-name", host, "--runtime", "process", "--ignore-preflight-errors", "all", "--rootfs", str(root / host),
-         "--discovery-timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HACluster]:
     root = tmp_path_factory.mktemp("ha")
@@ -133,11 +125,11 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HACluster]:
             assert match, init.stdout
             endpoint, token, ca_hash, key = match.groups()
             init_seconds = time.monotonic() - started
-            common = (endpoint, "--token", token, "--discovery-token-ca-cert-hash", ca_hash)
-            joins = {host: _join(lab, root, host, *common, "--control-plane", "--certificate-key", key,
-                                 "--apiserver-advertise-address", lab.hosts[host].ip)
+            common = (endpoint, token, ca_hash)
+            joins = {host: join(lab, root, host, *common, "--control-plane", "--certificate-key", key,
+                                "--apiserver-advertise-address", lab.hosts[host].ip)
                      for host in CONTROL_PLANES[1:]}
-            joins |= {host: _join(lab, root, host, *common) for host in WORKERS}
+            joins |= {host: join(lab, root, host, *common) for host in WORKERS}
             for host, proc in joins.items():
                 out, _ = proc.communicate(timeout=300)
                 assert proc.returncode == 0 and "This node has joined the cluster" in out, f"{host}:\n{out}"
