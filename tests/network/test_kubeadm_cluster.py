@@ -16,16 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from k8py.kubelet.runtime.cri.containerd import Containerd
 from k8py.kubelet.runtime.cri.imagebuild import build_busybox_image
 from tests.conftest import wait_for
-from tests.network.kubeadm_hosts import join
+from tests.network.kubeadm_hosts import KubeadmHosts, join
 from tests.network.netns import NetnsLab, requires_netns
 
 pytestmark = [
@@ -37,33 +35,8 @@ HOSTS = ("master0", "worker0", "worker1")
 JOIN = re.compile(r"k8py join (\S+) --token (\S+) \\\n\t--discovery-token-ca-cert-hash (\S+)")
 
 
-@dataclass
-class Seed:
-    lab: NetnsLab
-    root: Path
-    endpoint: str
-    token: str
-    ca_hash: str
-    init_seconds: float
-    join_seconds: float
-
-    def netns(self, host: str) -> str:
-        return f"/run/netns/{self.lab.hosts[host].netns}"
-
-    def k8py(self, host: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return self.lab.run(self.netns(host), sys.executable, "-m", "k8py.cli", *args,
-                            "--rootfs", str(self.root / host), check=False, timeout=timeout)
-
-    def kubectl(self, *args: str, kubeconfig: str = "master0/etc/kubernetes/admin.conf", input: str | None = None,
-                check: bool = True) -> str:
-        res = self.lab.run(self.netns("master0"), "kubectl", "--kubeconfig", str(self.root / kubeconfig), *args,
-                           check=False, timeout=60, input=input)
-        if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
-        return res.stdout if res.returncode == 0 else res.stderr
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
+class Seed(KubeadmHosts):
+    """master0 (init), worker0 and worker1 (join)."""
 
 
 @pytest.fixture(scope="module")

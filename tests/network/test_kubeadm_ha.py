@@ -44,7 +44,7 @@ import yaml
 from k8py.client.leaderelection import JITTER_FACTOR
 from k8py.kubeadm.copycerts import create_certificate_key, decode_key, decrypt_bytes
 from tests.conftest import wait_for
-from tests.network.kubeadm_hosts import join
+from tests.network.kubeadm_hosts import KubeadmHosts, join
 from tests.network.netns import NetnsLab, requires_netns
 
 pytestmark = [requires_netns]
@@ -59,37 +59,10 @@ CONTROL_PLANE_JOIN = re.compile(
 
 
 @dataclass
-class HACluster:
-    lab: NetnsLab
-    root: Path
-    endpoint: str  # the control-plane endpoint (cp0's API server)
-    token: str
-    ca_hash: str
-    certificate_key: str
-    init_seconds: float
-    join_seconds: float
+class HACluster(KubeadmHosts):
+    certificate_key: str = ""
 
-    def netns(self, host: str) -> str:
-        return f"/run/netns/{self.lab.hosts[host].netns}"
-
-    def ip(self, host: str) -> str:
-        return self.lab.hosts[host].ip
-
-    def k8py(self, host: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return self.lab.run(self.netns(host), sys.executable, "-m", "k8py.cli", *args,
-                            "--rootfs", str(self.root / host), check=False, timeout=timeout)
-
-    def kubectl(self, *args: str, server: str | None = None, check: bool = True) -> str:
-        """kubectl as cp0's admin.conf, against ``server`` (a control-plane host; default the endpoint)."""
-        flags = ["--server", f"https://{self.ip(server)}:6443"] if server else []
-        res = self.lab.run(self.netns("cp0"), "kubectl", "--kubeconfig", str(self.root / "cp0/etc/kubernetes/admin.conf"),
-                           *flags, *args, check=False, timeout=60)
-        if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
-        return res.stdout if res.returncode == 0 else res.stderr
-
-    def get(self, *args: str, server: str | None = None) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json", server=server))
+    admin_host = "cp0"
 
     def etcdctl(self, host: str, *args: str) -> subprocess.CompletedProcess[str]:
         """etcdctl against ``host``'s local member with the etcd healthcheck client's certificate."""
@@ -133,8 +106,8 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HACluster]:
             for host, proc in joins.items():
                 out, _ = proc.communicate(timeout=300)
                 assert proc.returncode == 0 and "This node has joined the cluster" in out, f"{host}:\n{out}"
-            yield HACluster(lab, root, endpoint, token, ca_hash, key, init_seconds,
-                            time.monotonic() - started - init_seconds)
+            yield HACluster(lab, root, endpoint, token, ca_hash, init_seconds,
+                            time.monotonic() - started - init_seconds, key)
         finally:
             for host in HOSTS:  # what init and join started goes with reset
                 if host in lab.hosts:
