@@ -18,6 +18,7 @@ import click
 from k8py.apiserver.authorization import AUTHORIZATION_MODES, parse_modes
 from k8py.apiserver.server import APIServerConfig, data_dir_default
 from k8py.bootstrap.pki import PKIPaths
+from k8py.storage.interface import StoreError
 
 if TYPE_CHECKING:
     from k8py.client import RESTClient
@@ -266,7 +267,7 @@ def up(data_dir: Path | None, port: int, service_cidr: str, cluster_cidr: str, r
         await cluster.stop()
         progress.step("stopped")
 
-    _serve(start, stop)
+    _serve(start, stop, (OSError, StoreError))  # (etcd unreachable)
 
 
 TLS_FILES = {  # kube-apiserver's flags naming its certificates and keys
@@ -357,7 +358,7 @@ def apiserver(data_dir: Path | None, pki_dir: Path | None, bind_address: str, po
         if holder:
             await holder[0].stop()
 
-    _serve(start, stop)
+    _serve(start, stop, (OSError, StoreError))  # (etcd unreachable)
 
 
 @main.command()
