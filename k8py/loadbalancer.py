@@ -33,7 +33,8 @@ import aiohttp
 from k8py.client import ConfigError, RESTClient
 from k8py.client.informer import ResourceEventHandlerFuncs, SharedIndexInformer
 from k8py.client.resources import ENDPOINTS
-from k8py.kubelet.prober.probe import join_host_port
+from k8py.netutil import join_host_port, split_host_port
+from k8py.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ DIAL_TIMEOUT = 5.0  # a connect to a server that takes longer fails (the next se
 BUFFER = 64 * 1024
 
 Writers = tuple[asyncio.StreamWriter, asyncio.StreamWriter]  # (client side, server side) of a relayed connection
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed (port 0 is allowed)."""
-    host, sep, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{address!r} is not host:port")
-    return host, int(port)
 
 
 def endpoints_addresses(endpoints: dict[str, Any]) -> list[str]:
@@ -170,9 +162,7 @@ class LoadBalancer:
     async def stop(self) -> None:
         """Stop listening, checking and discovering; close every relayed connection."""
         self._stopping = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-            await asyncio.gather(self._waiting, return_exceptions=True)
+        await cancel(self._waiting)
         if self._informer is not None:
             await self._informer.stop()
         if self._owned_client is not None:

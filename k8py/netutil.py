@@ -1,4 +1,4 @@
-"""Small facts about this host's network."""
+"""Small facts about this host's network, and host:port addresses."""
 
 from __future__ import annotations
 
@@ -25,3 +25,18 @@ def primary_ip() -> str:
                     continue
                 return socket.inet_ntoa(packed[20:24])
     return "127.0.0.1"
+
+
+def join_host_port(host: str, port: int) -> str:
+    """net.JoinHostPort: IPv6 literals in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed (port 0 is allowed)."""
+    host, sep, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r} is not host:port")
+    return host, int(port)
+

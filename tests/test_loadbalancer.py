@@ -27,7 +27,8 @@ from k8py.bootstrap.kubeconfig import write_kubeconfig
 from k8py.bootstrap.pki import PKIPaths, create_ca, ensure_pki, issue_serving_cert, save_pair
 from k8py.client import RESTClient
 from k8py.client.resources import NAMESPACES
-from k8py.loadbalancer import LoadBalancer, endpoints_addresses, split_host_port
+from k8py.loadbalancer import LoadBalancer, endpoints_addresses
+from k8py.netutil import split_host_port
 from tests.conftest import KUBECTL, Cluster, free_port, wait_for
 from tests.network import netns
 from tests.test_informer import eventually

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from k8py.kubeadm.config import InitConfig, https_url
 from k8py.kubeadm.hostservice import HostService
 from k8py.kubeadm.layout import Layout
-from k8py.kubelet.prober.probe import join_host_port
+from k8py.netutil import join_host_port
 
 LISTEN_HOST, LISTEN_PORT = "127.0.0.1", 6444
 LOCAL_URL = https_url(LISTEN_HOST, LISTEN_PORT)  # the server of kubelet.conf and of the add-ons' kubeconfigs

@@ -34,6 +34,7 @@ from k8py.kubelet.volumes.fieldpath import (
     extract_resource_value_by_container_name,
     merge_container_resource_limits,
 )
+from k8py.netutil import join_host_port
 
 Obj = dict[str, Any]
 MASTER_SERVICES = frozenset({"kubernetes"})
@@ -156,10 +157,6 @@ def _env_name(name: str) -> str:
     return name.replace("-", "_").upper()
 
 
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def from_services(services: Iterable[Obj]) -> list[tuple[str, str]]:
     """envvars.FromServices: ``<SVC>_SERVICE_HOST``/``_SERVICE_PORT[_<NAME>]`` and docker links."""
     result: list[tuple[str, str]] = []
@@ -179,7 +176,7 @@ def from_services(services: Iterable[Obj]) -> list[tuple[str, str]]:
                 result.append((f"{prefix}_SERVICE_PORT_{_env_name(port['name'])}", str(port["port"])))
         for i, port in enumerate(ports):
             protocol = port.get("protocol") or "TCP"
-            url = f"{protocol.lower()}://{_join_host_port(ip, port['port'])}"
+            url = f"{protocol.lower()}://{join_host_port(ip, port['port'])}"
             if i == 0:
                 result.append((f"{prefix}_PORT", url))
             port_prefix = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"

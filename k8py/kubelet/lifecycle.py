@@ -29,9 +29,10 @@ import orjson
 from k8py.api.gofmt import go_quote
 from k8py.kubelet.prober.execprobe import ExecExitError, run_in_container
 from k8py.kubelet.prober.httpprobe import HTTPProber, HTTPRequestError, new_request_for_http_get_action
-from k8py.kubelet.prober.probe import Obj, ProbeError, format_pod, join_host_port
+from k8py.kubelet.prober.probe import Obj, ProbeError, format_pod
 from k8py.kubelet.prober.prober import EventRecorder
 from k8py.kubelet.runtime.interface import RuntimeService
+from k8py.netutil import join_host_port
 
 log = logging.getLogger(__name__)
 

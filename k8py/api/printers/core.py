@@ -35,6 +35,7 @@ from k8py.api.printers._common import (
     since,
     spec_replicas,
 )
+from k8py.netutil import join_host_port
 
 # --- Pod ---------------------------------------------------------------------------------------------
 
@@ -277,10 +278,6 @@ SERVICE = Printer(
 )
 
 
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _endpoints(obj: Obj) -> str:
     subsets = items(obj, "subsets")
     if not subsets:
@@ -292,7 +289,7 @@ def _endpoints(obj: Obj) -> str:
         if not ports:  # headless services may have no ports
             shown += addresses
         for port in ports:
-            shown += [_join_host_port(ip, port.get("port", 0)) for ip in addresses]
+            shown += [join_host_port(ip, port.get("port", 0)) for ip in addresses]
     return list_with_more(shown, 3, empty="")
 
 

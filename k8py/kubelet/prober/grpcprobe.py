@@ -15,7 +15,8 @@ import time
 import grpc
 import grpc.aio
 
-from k8py.kubelet.prober.probe import Result, go_duration, join_host_port, user_agent
+from k8py.kubelet.prober.probe import Result, go_duration, user_agent
+from k8py.netutil import join_host_port
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}

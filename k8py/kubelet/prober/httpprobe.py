@@ -23,10 +23,10 @@ from k8py.kubelet.prober.probe import (
     Obj,
     Result,
     dial_error,
-    join_host_port,
     resolve_container_port,
     user_agent,
 )
+from k8py.netutil import join_host_port
 
 MAX_REDIRECTS = 10
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})

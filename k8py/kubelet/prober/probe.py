@@ -57,11 +57,6 @@ def resolve_container_port(port: int | str | None, container: Obj) -> int:
     raise ProbeError(f"invalid port number: {number}")
 
 
-def join_host_port(host: str, port: int) -> str:
-    """net.JoinHostPort: IPv6 literals in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def go_duration(seconds: float) -> str:
     """time.Duration.String for the durations probes print (``1s``, ``500ms``, ``1m30s``)."""
     ns = round(seconds * 1e9)

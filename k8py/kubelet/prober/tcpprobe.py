@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from k8py.kubelet.prober.probe import Result, dial_error, join_host_port
+from k8py.kubelet.prober.probe import Result, dial_error
+from k8py.netutil import join_host_port
 
 
 async def tcp_probe(host: str, port: int, timeout: float) -> tuple[Result, str]:
