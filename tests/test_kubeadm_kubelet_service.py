@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from k8py.kubeadm import kubeletservice
+from k8py.kubeadm.hostservice import uses_systemd
 from k8py.kubeadm.layout import Layout
 from tests.conftest import wait_for
 
@@ -62,33 +63,33 @@ def test_supervisor_stop_ends_the_child(tmp_path: Path) -> None:
 
 def test_kubelet_service_without_systemd(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    assert not kubeletservice.uses_systemd(layout)  # only the host's own root uses systemd
+    assert not uses_systemd(layout)  # only the host's own root uses systemd
     flags = ["--kubeconfig", str(tmp_path / "missing.conf"), "--node-name", "n 1", "--runtime", "simulated"]
-    kubeletservice.write_flags(layout, flags)
-    assert kubeletservice.read_flags(layout) == flags
+    kubeletservice.KUBELET.write_flags(layout, flags)
+    assert kubeletservice.KUBELET.read_flags(layout) == flags
     lines: list[str] = []
     kubeletservice.start(layout, lines.append)
     try:
-        pid = kubeletservice.supervisor_pid(layout)
+        pid = kubeletservice.KUBELET.supervisor_pid(layout)
         assert pid is not None and "supervised, no systemd" in lines[0]
         log = layout.log_dir / "kubelet.log"
         # the kubelet fails at once without its kubeconfig: the supervisor records it and restarts it
         wait_for(lambda: log.exists() and "restarting in" in log.read_text(), timeout=20, what="a kubelet restart")
         assert "missing.conf" in log.read_text()
     finally:
-        assert kubeletservice.stop(layout)
-    assert kubeletservice.supervisor_pid(layout) is None
+        assert kubeletservice.KUBELET.stop(layout)
+    assert kubeletservice.KUBELET.supervisor_pid(layout) is None
     wait_for(lambda: not _alive(pid), timeout=5, what="the supervisor gone")
-    assert not kubeletservice.stop(layout)
+    assert not kubeletservice.KUBELET.stop(layout)
 
 
 def test_systemd_unit_and_flags_file(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    unit = kubeletservice.unit_text(layout)
+    unit = kubeletservice.KUBELET.unit_text(layout)
     assert f"EnvironmentFile=-{tmp_path}/var/lib/kubelet/kubeadm-flags.env" in unit
     assert f"ExecStart={sys.executable} -m k8py.cli kubelet $KUBELET_KUBEADM_ARGS" in unit
     assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
-    kubeletservice.write_flags(layout, ["--node-labels", "a=b,c=d", "--x", "it's"])
+    kubeletservice.KUBELET.write_flags(layout, ["--node-labels", "a=b,c=d", "--x", "it's"])
     text = layout.kubelet_flags_file.read_text()
     assert text.startswith("KUBELET_KUBEADM_ARGS=")
     # the file is what systemd's EnvironmentFile and a shell both read back to the same arguments
@@ -117,9 +118,9 @@ def test_reset_removes_what_init_set_up_and_nothing_else(tmp_path: Path) -> None
         (data / "f").write_text("x")
     unrelated = layout.kubernetes_dir / "keep-me.conf"
     unrelated.write_text("not ours")
-    kubeletservice.write_flags(layout, ["--kubeconfig", str(tmp_path / "missing.conf"), "--runtime", "simulated"])
+    kubeletservice.KUBELET.write_flags(layout, ["--kubeconfig", str(tmp_path / "missing.conf"), "--runtime", "simulated"])
     kubeletservice.start(layout, lambda _m: None)
-    pid = kubeletservice.supervisor_pid(layout)
+    pid = kubeletservice.KUBELET.supervisor_pid(layout)
     assert pid is not None
     try:
         refused = _k8py("reset", "--rootfs", str(tmp_path), input="n\n")
@@ -128,7 +129,7 @@ def test_reset_removes_what_init_set_up_and_nothing_else(tmp_path: Path) -> None
         done = _k8py("reset", "--force", "--rootfs", str(tmp_path), netns=True)
         assert done.returncode == 0, done.stderr
     finally:
-        kubeletservice.stop(layout)
+        kubeletservice.KUBELET.stop(layout)
     assert f"[reset] Deleted contents of the etcd data directory: {layout.etcd_dir}" in done.stdout
     assert "[reset] Stopping the kubelet service" in done.stdout
     wait_for(lambda: not _alive(pid), timeout=5, what="the kubelet supervisor gone")

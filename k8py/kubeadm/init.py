@@ -171,7 +171,7 @@ def run_init(options: InitOptions, progress: Callable[[str], None]) -> str:
     if "control-plane" not in skip:
         write_control_plane(config, layout, progress)
     if "kubelet-start" not in skip:
-        kubeletservice.write_flags(layout, kubelet_flags(config, layout, options.runtime,
+        kubeletservice.KUBELET.write_flags(layout, kubelet_flags(config, layout, options.runtime,
                                                           str(config.kubernetes_dir / "kubelet.conf")))
         progress(f"[kubelet-start] Writing kubelet environment file with flags to file \"{layout.kubelet_flags_file}\"")
         apiserverlb.start(config, layout, config.endpoint_url, progress)

@@ -151,7 +151,7 @@ def run_join(options: JoinOptions, progress: Callable[[str], None]) -> None:
     doc["users"][0]["user"] = {"token": options.token}
     atomic_write(bootstrap, yaml.safe_dump(doc, sort_keys=False).encode(), mode=0o600)
     flags = kubelet_flags(config, layout, options.runtime, str(layout.kubernetes_dir / "kubelet.conf"))
-    kubeletservice.write_flags(layout, [*flags, "--bootstrap-kubeconfig", str(bootstrap), "--rotate-certificates"])
+    kubeletservice.KUBELET.write_flags(layout, [*flags, "--bootstrap-kubeconfig", str(bootstrap), "--rotate-certificates"])
     progress(f"[kubelet-start] Writing kubelet environment file with flags to file \"{layout.kubelet_flags_file}\"")
     apiserverlb.start(config, layout, server, progress)
     kubeletservice.start(layout, progress)

@@ -39,7 +39,7 @@ def reset(layout: Layout, progress: Callable[[str], None]) -> None:
 
     asyncio.run(remove_local_member(layout, layout.cert_dir, progress))
     progress("[reset] Stopping the kubelet service")
-    kubeletservice.stop(layout)
+    kubeletservice.KUBELET.stop(layout)
     if APISERVER_LB.stop(layout):
         progress("[reset] Stopped the API server load balancer service")
     if layout.kubelet_dir.is_dir():
