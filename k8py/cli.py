@@ -18,6 +18,7 @@ import click
 from k8py.apiserver.authorization import AUTHORIZATION_MODES, parse_modes
 from k8py.apiserver.server import APIServerConfig, data_dir_default
 from k8py.bootstrap.pki import PKIPaths
+from k8py.clioptions import options as apply_options
 from k8py.storage.interface import StoreError
 
 if TYPE_CHECKING:
@@ -138,9 +139,7 @@ def _storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
                                  kwargs.pop("etcd_certfile"), kwargs.pop("etcd_keyfile"))
         return f(*args, storage=storage, **kwargs)
 
-    for opt in reversed(options):
-        command = opt(command)
-    return command
+    return apply_options(*options)(command)
 
 
 def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -175,9 +174,7 @@ def _audit_encryption_options(f: Callable[..., Any]) -> Callable[..., Any]:
     def command(*args: Any, **kwargs: Any) -> Any:
         return f(*args, audit_encryption={n: kwargs.pop(n) for n in names}, **kwargs)
 
-    for opt in reversed(options):
-        command = opt(command)
-    return command
+    return apply_options(*options)(command)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from k8py.clioptions import options as apply_options
 from k8py.kubeadm.config import (
     DEFAULT_BIND_PORT,
     DEFAULT_CERT_DIR,
@@ -40,9 +41,7 @@ def _init_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Where kubeconfig files are written (default {KUBERNETES_DIR})."),
         click.option("--apiserver-cert-extra-sans", default="", help="Extra SANs of the API server certificate."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(*options)(f)
 
 
 def _config(config_file: Path | None, apiserver_advertise_address: str | None, apiserver_bind_port: int | None,
@@ -89,9 +88,7 @@ def _node_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="The kubelet's container runtime (default: its own choice)."),
         _rootfs_option,
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(*options)(f)
 
 
 _certificate_key_option = click.option(
