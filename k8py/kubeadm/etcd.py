@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from etcd3aio import Etcd3Client
@@ -160,7 +161,8 @@ async def join_member(config: InitConfig, layout: Layout, endpoints: list[str], 
 
 async def remove_local_member(layout: Layout, cert_dir: Path, progress: Callable[[str], None],
                               timeout: float = 30.0) -> None:
-    """kubeadm reset's remove-etcd-member: this node's member leaves the cluster (unless it is the last one).
+    """kubeadm reset's remove-etcd-member: this node's member leaves the cluster (unless it is the last one),
+    removed through any member it was started with.
     Retried for ``timeout``: etcd refuses to remove a member while the rest could not keep quorum (a member
     counts as up after 5 s connected)."""
     manifest = layout.manifests_dir / MANIFEST
@@ -169,8 +171,12 @@ async def remove_local_member(layout: Layout, cert_dir: Path, progress: Callable
     command = yaml.safe_load(manifest.read_text())["spec"]["containers"][0]["command"]
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in command[1:])
     url = flags["initial-advertise-peer-urls"]
+    # the local member, and the others it was started with (any member may remove this one, as kubeadm
+    # asks the cluster rather than the node: the local member may be down)
+    peers = [member.split("=", 1)[1] for member in flags["initial-cluster"].split(",")]
+    endpoints = [LOCAL_CLIENT_URL, *(client_url(urlsplit(p).hostname or "") for p in peers if p != url)]
     try:
-        async with etcd_client(cert_dir, [LOCAL_CLIENT_URL]) as etcd:
+        async with etcd_client(cert_dir, endpoints) as etcd:
             assert etcd.cluster is not None
             cluster = etcd.cluster
             members = (await _retry("listing the etcd members", lambda: cluster.member_list(timeout=5), timeout)).members
